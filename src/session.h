@@ -1,0 +1,64 @@
+// What a protocol parser needs from the rest of the server: the per-worker
+// context (store, this thread's counters, settings, server-wide controls) and
+// the per-connection protocol state. The parsers see no sockets and no
+// libevent; the connection layer sees no commands.
+#ifndef FTM_SRC_SESSION_H_
+#define FTM_SRC_SESSION_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "src/settings.h"
+#include "src/stats.h"
+#include "src/store.h"
+
+namespace ftm {
+
+// Receives one `stats` line: name and value already formatted as text.
+class StatsSink {
+ public:
+  virtual ~StatsSink() = default;
+  virtual void add(std::string_view name, std::string_view value) = 0;
+};
+
+// Server-wide operations a command can ask for. Implemented by the server
+// core (src/server.cc); tests may substitute their own.
+class ServerControl {
+ public:
+  virtual ~ServerControl() = default;
+  // Emits the `stats <group>` lines ("" = general, "settings", "items",
+  // "slabs", "sizes", "conns"). Returns false for an unknown group.
+  virtual bool collect_stats(std::string_view group, StatsSink& sink) = 0;
+  // "stats reset": zeroes every thread's counters and the store's.
+  virtual void reset_stats() = 0;
+  // "verbosity N".
+  virtual void set_verbosity(int level) = 0;
+  // "shutdown" (only with -A): stops the server after replies are flushed.
+  virtual void shutdown() = 0;
+};
+
+// One worker thread's view of the server. Not shared between threads.
+struct WorkerContext {
+  Store* store = nullptr;
+  ThreadStats* stats = nullptr;
+  const Settings* settings = nullptr;
+  ServerControl* server = nullptr;
+};
+
+// Per-connection protocol state, owned by the connection.
+struct Session {
+  WorkerContext* ctx = nullptr;
+  // Bytes of a rejected value (too large) still to discard before the next
+  // command line: memcached's conn_swallow state.
+  uint64_t swallow = 0;
+  // True for a connection that arrived over UDP (no large replies, no meta
+  // noreply tricks); set by the connection layer.
+  bool udp = false;
+  // Text-protocol authentication (-Y) has succeeded on this connection.
+  bool authenticated = false;
+};
+
+}  // namespace ftm
+
+#endif  // FTM_SRC_SESSION_H_

@@ -1,0 +1,209 @@
+// The item store: a hash table keyed by XXH3_64bits(key), cut into
+// kPartitions partitions (XXH3_64bits(key) % kPartitions), each with its own
+// mutex, hash chains and LRU list. The same partition function later carries
+// replication (DESIGN.md, "Data path" step 2).
+//
+// Items are single jemalloc allocations (header, key, value, "\r\n"); memory
+// is accounted in the bytes jemalloc really hands out (sallocx), so -m bounds
+// item memory. When an allocation would pass the limit, least recently used
+// items are evicted (or, with evict=false, the allocation fails: memcached -M).
+//
+// Access to a linked item happens only while its partition is locked, through
+// a Txn. There are no item reference counts: a reader copies what it needs
+// (into its connection's output buffer) before the Txn ends.
+//
+// Thread-safety: Store is safe for concurrent use. A Txn belongs to one thread
+// and must not outlive the statement block that created it.
+#ifndef FTM_SRC_STORE_H_
+#define FTM_SRC_STORE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "src/clock.h"
+
+namespace ftm {
+
+inline constexpr size_t kKeyMaxLength = 250;  // protocol.txt, "Keys"
+inline constexpr uint32_t kPartitions = 1024;
+
+// Item flag bits (Item::iflags).
+enum ItemFlag : uint8_t {
+  kItemFetched = 1,    // read at least once since stored (meta "h" flag)
+  kItemStale = 2,      // invalidated by meta "I" (serve with X/W flags)
+  kItemTokenSent = 4,  // a client already won the recache race (meta "Z")
+  kItemLinked = 8,     // in the hash table
+};
+
+class Store;
+class Partition;
+
+// An item: key, value and metadata in one allocation. Fields other than the
+// bytes are public so the execute layer can apply protocol semantics; change
+// them only while holding the item's partition (inside a Txn) or before the
+// item is linked.
+struct Item {
+  Item* hash_next;
+  Item* lru_prev;
+  Item* lru_next;
+  uint64_t hash;          // XXH3_64bits(key)
+  uint64_t cas;           // cas unique; 0 when CAS is disabled (-C)
+  rel_time_t exptime;     // 0 = never
+  rel_time_t time;        // last access (relative seconds)
+  uint32_t client_flags;  // opaque 32-bit client flags
+  uint32_t nbytes;        // value length in bytes, without the trailing \r\n
+  uint32_t alloc_size;    // bytes jemalloc gave this allocation
+  uint8_t nkey;           // key length in bytes (<= kKeyMaxLength)
+  uint8_t iflags;         // ItemFlag bits
+  char data[];            // key, then value, then "\r\n"
+
+  std::string_view key() const { return {data, nkey}; }
+  std::string_view value() const { return {data + nkey, nbytes}; }
+  // Value followed by "\r\n", ready to append to a text reply.
+  std::string_view value_crlf() const { return {data + nkey, size_t{nbytes} + 2}; }
+  // Writable value bytes (nbytes + 2 long: the caller fills in the value and
+  // the trailing "\r\n", e.g. straight from the socket).
+  char* value_buf() { return data + nkey; }
+};
+
+// Returns an item's memory to the store's accounting. Used by ItemPtr.
+struct ItemDeleter {
+  Store* store = nullptr;
+  void operator()(Item* it) const;
+};
+using ItemPtr = std::unique_ptr<Item, ItemDeleter>;
+
+enum class AllocError {
+  kNone,
+  kTooLarge,   // item bigger than item_size_max: "SERVER_ERROR object too large for cache"
+  kNoMemory,   // -M and full, or nothing evictable: "SERVER_ERROR out of memory storing object"
+};
+
+// Totals the store keeps itself (the rest of `stats` lives in ThreadStats).
+struct StoreStats {
+  uint64_t curr_items = 0;
+  uint64_t total_items = 0;
+  uint64_t bytes = 0;              // bytes used by linked items (alloc sizes)
+  uint64_t evictions = 0;
+  uint64_t evicted_unfetched = 0;
+  uint64_t evicted_active = 0;
+  uint64_t expired_unfetched = 0;  // reclaimed expired items never fetched
+  uint64_t reclaimed = 0;          // expired items whose memory was reused/freed
+  uint64_t crawler_reclaimed = 0;  // reclaimed by the background sweeper
+  uint64_t limit_maxbytes = 0;     // -m in bytes
+  uint64_t malloced = 0;           // bytes allocated to items, linked or not
+};
+
+// Locked view of one key's partition. Construct with Store::begin(key).
+// Holding a Txn holds the partition's mutex: keep it short and never block
+// (no I/O, no other partition's Txn) while it is alive.
+class Txn {
+ public:
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  Txn(Txn&& other) noexcept;
+  ~Txn();  // unlocks
+
+  // The live item for the Txn's key, or nullptr. An expired or flushed item
+  // found here is unlinked and freed (lazy reclaim), and *why_missing, if
+  // given, is set to 1 for expired, 2 for flushed, 0 otherwise (for the
+  // get_expired / get_flushed stats). Does not change LRU position or flags.
+  Item* find(int* why_missing = nullptr);
+
+  // Marks an access: moves the item to the LRU head, sets time = now and
+  // (if fetch) kItemFetched.
+  void bump(Item* it, bool fetch);
+
+  // Links `item` (same key as the Txn), replacing and freeing the current
+  // item for the key if any. Assigns a fresh cas unique unless cas != 0 is
+  // given (meta "E" flag) or CAS is disabled. Returns the linked item.
+  Item* link(ItemPtr item, uint64_t cas = 0);
+
+  // Unlinks and frees `it` (which must be this Txn's key's item).
+  void unlink(Item* it);
+
+  // Allocates an unlinked item for this Txn's key; see Store::allocate.
+  // Safe to call while the Txn holds its partition.
+  ItemPtr allocate(uint32_t client_flags, rel_time_t exptime, size_t nbytes, AllocError* err);
+
+  // A new cas unique (unique and increasing across the store).
+  uint64_t next_cas();
+
+  std::string_view key() const { return key_; }
+  Store& store() const { return *store_; }
+
+ private:
+  friend class Store;
+  Txn(Store* store, Partition* part, std::string_view key, uint64_t hash);
+  Store* store_;
+  Partition* part_;
+  std::string_view key_;
+  uint64_t hash_;
+};
+
+class Store {
+ public:
+  struct Options {
+    size_t mem_limit = 64u << 20;     // bytes (-m, given in MiB)
+    size_t item_size_max = 1u << 20;  // bytes (-I): largest item allocation
+    bool use_cas = true;              // false: -C
+    bool evict = true;                // false: -M
+    bool sweeper = true;              // run the background expiry sweeper
+  };
+
+  explicit Store(const Options& opts);
+  ~Store();  // stops the sweeper, frees every item
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // XXH3_64bits of a key, and the key's partition (hash % kPartitions).
+  static uint64_t hash(std::string_view key);
+  static uint32_t partition_of(std::string_view key) { return hash(key) % kPartitions; }
+
+  // Locks the key's partition and returns the Txn that holds it.
+  Txn begin(std::string_view key);
+
+  // Allocates an unlinked item for `key` with room for an nbytes-byte value
+  // (plus "\r\n"). The key is copied in; the value is left for the caller.
+  // Evicts LRU items (from any partition not locked by this thread) to make
+  // room. Returns nullptr and sets *err to kTooLarge when the item (header +
+  // key + value + 2) exceeds item_size_max, or kNoMemory when the limit is
+  // reached and eviction is off or finds nothing. May be called with or
+  // without a Txn held by the calling thread.
+  ItemPtr allocate(std::string_view key, uint32_t client_flags, rel_time_t exptime, size_t nbytes,
+                   AllocError* err);
+
+  // Would an item with this key length and value length fit in
+  // item_size_max? (Lets a parser reject a too-large value before reading it.)
+  bool fits(size_t nkey, size_t nbytes) const;
+
+  // flush_all: every item stored at or before `when` (relative seconds;
+  // 0 = now) becomes invisible once `when` has come. Items stored later in
+  // the same second stay visible (compared by cas order, as memcached does).
+  void flush_all(rel_time_t when);
+
+  // Snapshot of the store's counters.
+  StoreStats stats() const;
+  // Resets the counters that "stats reset" resets (evictions, reclaimed, ...;
+  // not curr_items or bytes).
+  void reset_stats();
+
+  const Options& options() const { return opts_; }
+
+  // Internal: used by Txn and ItemDeleter.
+  void free_item(Item* it);
+  struct Impl;
+
+ private:
+  Options opts_;
+  std::unique_ptr<Impl> impl_;
+  friend class Txn;
+};
+
+}  // namespace ftm
+
+#endif  // FTM_SRC_STORE_H_
