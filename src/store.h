@@ -37,6 +37,8 @@ enum ItemFlag : uint8_t {
   kItemStale = 2,      // invalidated by meta "I" (serve with X/W flags)
   kItemTokenSent = 4,  // a client already won the recache race (meta "Z")
   kItemLinked = 8,     // in the hash table
+  kItemActive = 16,    // fetched since it last moved to the LRU head: gets a
+                       // second chance at the tail (memcached's ITEM_ACTIVE)
 };
 
 class Store;
@@ -115,7 +117,8 @@ class Txn {
   Item* find(int* why_missing = nullptr);
 
   // Marks an access: moves the item to the LRU head, sets time = now and
-  // (if fetch) kItemFetched.
+  // (if fetch) kItemFetched. An item already touched this second is not
+  // moved again (the LRU is ordered by whole seconds, like `time`).
   void bump(Item* it, bool fetch);
 
   // Links `item` (same key as the Txn), replacing and freeing the current
@@ -130,7 +133,8 @@ class Txn {
   // Safe to call while the Txn holds its partition.
   ItemPtr allocate(uint32_t client_flags, rel_time_t exptime, size_t nbytes, AllocError* err);
 
-  // A new cas unique (unique and increasing across the store).
+  // A new cas unique (unique and increasing across the store); 0 when CAS is
+  // disabled (-C), so callers can store the result unconditionally.
   uint64_t next_cas();
 
   std::string_view key() const { return key_; }
@@ -153,6 +157,7 @@ class Store {
     bool use_cas = true;              // false: -C
     bool evict = true;                // false: -M
     bool sweeper = true;              // run the background expiry sweeper
+    unsigned sweeper_interval_ms = 1000;  // pause between two sweeper passes
   };
 
   explicit Store(const Options& opts);
@@ -164,7 +169,9 @@ class Store {
   static uint64_t hash(std::string_view key);
   static uint32_t partition_of(std::string_view key) { return hash(key) % kPartitions; }
 
-  // Locks the key's partition and returns the Txn that holds it.
+  // Locks the key's partition and returns the Txn that holds it. The Txn
+  // keeps a view of `key`: the bytes must outlive it. A thread holds at most
+  // one Txn at a time.
   Txn begin(std::string_view key);
 
   // Allocates an unlinked item for `key` with room for an nbytes-byte value
@@ -185,6 +192,13 @@ class Store {
   // 0 = now) becomes invisible once `when` has come. Items stored later in
   // the same second stay visible (compared by cas order, as memcached does).
   void flush_all(rel_time_t when);
+
+  // One pass of the expiry sweeper: visits partitions (skipping busy ones)
+  // until `max_items` items have been examined or every partition was seen
+  // once, unlinking and freeing expired and flushed items. Returns how many it
+  // reclaimed (counted as crawler_reclaimed). The background thread calls it
+  // every sweeper_interval_ms; tests and tools may call it directly.
+  size_t sweep(size_t max_items);
 
   // Snapshot of the store's counters.
   StoreStats stats() const;
