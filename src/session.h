@@ -6,6 +6,7 @@
 #define FTM_SRC_SESSION_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -55,8 +56,16 @@ struct Session {
   // True for a connection that arrived over UDP (no large replies, no meta
   // noreply tricks); set by the connection layer.
   bool udp = false;
-  // Text-protocol authentication (-Y) has succeeded on this connection.
+  // Authentication has succeeded on this connection: text-protocol (-Y) or
+  // binary SASL (-S), as memcached's c->authenticated.
   bool authenticated = false;
+  // Binary SASL (-S) state, created on first use by src/sasl.cc (an opaque
+  // sasl_conn_t handle and its release function) and released with the
+  // Session; this makes a Session move-only.
+  std::unique_ptr<void, void (*)(void*)> sasl_conn{nullptr, [](void*) {}};
+  // A SASL exchange was started (SASL auth accepted the mechanism), so SASL
+  // step is allowed.
+  bool sasl_started = false;
 };
 
 }  // namespace ftm

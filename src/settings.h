@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,55 @@ struct Settings {
   int idle_timeout = 0;               // -o idle_timeout (seconds, 0 = never)
   bool lru_crawler = true;            // -o lru_crawler / no_lru_crawler (our sweeper)
   size_t read_buf_limit = 0;          // -o read_buf_mem_limit (MiB, 0 = no limit)
+
+  // Accepted for memcached compatibility and shown by `stats settings`; they
+  // tune memcached's slab allocator, which ftmemcached does not have.
+  double growth_factor = 1.25;        // -f
+  int chunk_size = 48;                // -n
+  char prefix_delimiter = ':';        // -D
+  bool detail_enabled = false;        // -D turns on per-prefix stats (not kept)
+  int hashpower_init = 0;             // -o hashpower
+  bool maxconns_fast = true;          // -o maxconns_fast / no_maxconns_fast
+  bool dump_enabled = true;           // -X clears
+  bool watch_enabled = true;          // -W clears
+  bool large_pages = false;           // -L
+  bool core_dumps = false;            // -r
+  int tail_repair_time = 0;           // -o tail_repair_time
+  int lru_crawler_sleep = 100;        // -o lru_crawler_sleep
+  int lru_crawler_tocrawl = 0;        // -o lru_crawler_tocrawl
+
+  // ftmemcached's own.
+  bool fabric_info = false;           // --fabric-info: print providers and exit
 };
+
+// The version line `-V` prints and `version` answers with its number.
+inline constexpr const char* kFtmVersion = "0.1.0";
+inline constexpr const char* kMemcachedCompatVersion = "1.6.18";
+
+// What parse_settings() asks the caller to do.
+struct ParseOutcome {
+  bool exit = false;  // true: exit now with exit_code (after -h, -V, an error)
+  int exit_code = 0;  // 0, or 64 (EX_USAGE) for a bad flag
+};
+
+// Parses memcached-style flags (short and --long) into *s. Error messages
+// (one line naming the flag, then the usage text) go to stderr; -h and -V
+// print to stdout. Not thread-safe (getopt): call once from main.
+ParseOutcome parse_settings(int argc, char** argv, Settings* s);
+
+// The `-h` text.
+void print_usage(FILE* out);
+
+// One address of -l: host ("" = any) and port.
+struct ListenAddr {
+  std::string host;
+  int port;
+};
+
+// Splits memcached's -l value: addresses separated by ',' ';' or ' ', each
+// "host", "host:port" or "[v6addr]:port"; without a port, default_port.
+// False when a port is not a number in 1..65535.
+bool split_listen(const std::string& spec, int default_port, std::vector<ListenAddr>* out);
 
 }  // namespace ftm
 
