@@ -1,6 +1,15 @@
 # rdma/: the fabric layer over libfabric. The only directory that includes
-# <rdma/fabric.h>.
+# <rdma/fabric.h>. See rdma/README.md.
 noinst_LIBRARIES += libftm_rdma.a
 libftm_rdma_a_SOURCES = \
-	rdma/fabric_info.cc rdma/fabric_info.h
+	rdma/status.cc rdma/status.h \
+	rdma/region_descriptor.cc rdma/region_descriptor.h \
+	rdma/fabric_domain.cc rdma/fabric_domain.h \
+	rdma/progress.cc rdma/domain_internal.h rdma/peer_identity.cc \
+	rdma/memory_region.cc rdma/memory_region.h \
+	rdma/connection.cc rdma/connection.h \
+	rdma/listener.cc rdma/listener.h \
+	rdma/fabric_info.cc rdma/fabric_info.h \
+	rdma/bare_probe.cc rdma/bare_probe.h
 libftm_rdma_a_CPPFLAGS = $(AM_CPPFLAGS) $(LIBFABRIC_CFLAGS)
+EXTRA_DIST += rdma/README.md

@@ -1,0 +1,198 @@
+// Internal to rdma/: the state behind Fabric, Connection, Listener and Op,
+// and the progress engine that drives the completion and event queues.
+// Only rdma/*.cc include this (it pulls in libfabric).
+//
+// Locking order: cq_mu -> ConnState::mu -> (map_mu | fail_mu | ListenerState::mu).
+// Invariant that makes op contexts safe: an OpState stays in its
+// connection's `inflight` map (which owns it) until either its completion is
+// read from the CQ, or its endpoint has been closed and the CQ drained under
+// cq_mu. So every op_context read from the CQ points at a live OpState.
+#ifndef FTM_RDMA_DOMAIN_INTERNAL_H_
+#define FTM_RDMA_DOMAIN_INTERNAL_H_
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "rdma/fabric_domain.h"
+#include "rdma/status.h"
+
+namespace ftm::rdma::detail {
+
+using Clock = std::chrono::steady_clock;
+
+struct ConnState;
+struct ListenerState;
+
+struct OpState {
+  // The provider's per-operation context (FI_CONTEXT2 scratch) and a way
+  // back from the op_context pointer the CQ hands us.
+  struct Ctx {
+    fi_context2 fi;
+    OpState* self;
+  } ctx;
+  std::shared_ptr<ConnState> conn;
+  const char* kind = "";  // "write", "read", "send", "recv"
+  bool has_deadline = false;
+  Clock::time_point deadline;
+  std::chrono::milliseconds timeout{0};
+  // Counted in Domain::active (ops with a deadline keep the progress
+  // thread busy-polling; a recv waiting indefinitely must not).
+  bool counted = false;
+  std::atomic<bool> done{false};
+  Status status;     // valid once done
+  size_t bytes = 0;  // valid once done
+};
+
+enum class Phase { kConnecting, kConnected, kBroken, kClosed };
+
+// ConnState and ListenerState point at their Domain without owning it: the
+// progress thread holds these states at times, and must never drop the last
+// reference to the Domain (whose destructor joins that very thread). The
+// public objects (Fabric, Connection, Listener, MemoryRegion) own it.
+struct ConnState {
+  Domain* dom = nullptr;
+  mutable std::mutex mu;
+  std::condition_variable cv;  // phase changes (connect/accept waits)
+  fid_ep* ep = nullptr;        // null once torn down
+  Phase phase = Phase::kConnecting;
+  Status why;                  // set when kBroken/kClosed or connect failed
+  std::string peer;            // "'identity' at addr"
+  std::string peer_identity;
+  std::string addr;
+  std::unordered_map<OpState*, std::shared_ptr<OpState>> inflight;
+};
+
+struct PendingConnReq {
+  fi_info* info = nullptr;  // owned: fi_freeinfo or hand to fi_endpoint
+  std::string identity;
+  std::string addr;
+};
+
+struct ListenerState {
+  Domain* dom = nullptr;
+  fid_pep* pep = nullptr;
+  std::string host;
+  uint16_t port = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<PendingConnReq> pending;
+  bool closed = false;
+};
+
+// Identity exchanged in the connect/accept private data (fi_cm(3) param),
+// peer_identity.cc: 4-byte magic, 2-byte length, the identity bytes.
+std::vector<uint8_t> encode_identity(const std::string& id);
+// False if `data` is not an identity of ours (wrong magic or length).
+bool decode_identity(const uint8_t* data, size_t len, std::string* id);
+// "1.2.3.4:port" / "[::1]:port" for a sockaddr_in/in6, "?" otherwise.
+std::string sockaddr_to_string(const void* sa);
+// fi_strerror of a positive or negative code, with the number.
+std::string fi_error_string(int err);
+
+// Provider queries shared by Fabric::open and print_fabric_info.
+constexpr uint32_t kApiVersion = FI_VERSION(1, 12);
+// Hints for FI_EP_MSG, FI_MSG|FI_RMA, strict mr_mode, thread-safe domain,
+// optionally delivery-complete writes and full ordering. Caller frees.
+fi_info* make_hints(const char* prov, bool delivery_complete, bool ordered);
+// fi_getinfo for `prov` (local `node` or null), relaxing delivery-complete
+// and ordering if refused. Returns 0 or a negative fi error.
+int get_info(const char* prov, const char* node, fi_info** out, bool* dc,
+             bool* ordered);
+// fi_tostr copied out of its static buffer.
+std::string tostr(const void* v, enum fi_type t);
+// One line: provider, fabric, domain, progress, mr_mode, limits.
+std::string describe_info(const fi_info* fi, bool dc, bool ordered);
+
+struct Domain : std::enable_shared_from_this<Domain> {
+  ~Domain();
+
+  FabricOptions opts;
+  std::string identity;
+  std::string provider;
+  std::string description;
+  fi_info* info = nullptr;
+  fid_fabric* fabric = nullptr;
+  fid_domain* domain = nullptr;
+  fid_eq* eq = nullptr;
+  fid_cq* cq = nullptr;
+  int cq_fd = -1;    // FI_GETWAIT: readable when the CQ may have work
+  int eq_fd = -1;
+  int wake_fd = -1;  // eventfd: kick() writes it to end an idle poll
+  bool virt_addr = false;
+  bool prov_key = false;
+  bool delivery_complete = false;
+  size_t max_msg_size = 0;
+  std::atomic<uint64_t> next_key{1};
+
+  std::mutex cq_mu;  // whoever reads the CQ and dispatches holds this
+  std::mutex map_mu;
+  std::unordered_map<fid_t, std::shared_ptr<ConnState>> eps;
+  std::unordered_map<fid_t, std::shared_ptr<ListenerState>> peps;
+
+  std::mutex fail_mu;
+  std::vector<std::pair<std::shared_ptr<ConnState>, Status>> to_fail;
+
+  std::atomic<int> active{0};    // ops with deadlines + handshakes running
+  std::atomic<int> drivers{0};   // application threads inside Op::wait
+  std::atomic<uint64_t> completions{0};  // ops completed: "progress is made"
+  std::atomic<bool> sleeping{false};
+  std::atomic<bool> stop{false};
+  std::thread progress;
+
+  // Fetches the CQ/EQ wait fds and creates wake_fd.
+  Status init_wait();
+  // Starts the progress thread.
+  void start();
+  // Reads completions until the CQ is empty and dispatches them. Returns
+  // false if another thread holds cq_mu (then that thread is doing it).
+  bool drive();
+  // Called with cq_mu held.
+  int drain_locked();
+  // Idle wait: fi_trywait, then poll the CQ, EQ and wake fds up to `ms`.
+  // Returns true if woken by traffic on the CQ's fd (incoming data).
+  bool idle_wait(int ms);
+  // While application threads drive the CQ: sleep on the EQ and wake fds
+  // only (not the CQ's, which their traffic keeps signalling) for `t`.
+  // Returns true if the EQ has something to read.
+  bool step_aside(std::chrono::microseconds t);
+  void dispatch(const fi_cq_data_entry& e);
+  void dispatch_error(const fi_cq_err_entry& e);
+  void complete(OpState* op, Status st, size_t bytes);
+  void poll_eq();
+  void check_deadlines();
+  // Asks the progress thread to tear `c` down with `why`.
+  void request_fail(std::shared_ptr<ConnState> c, Status why);
+  // Tears `c` down now: closes its endpoint, drains the CQ, fails what is
+  // left with `why`. REQUIRES: caller holds neither cq_mu nor c->mu.
+  void teardown(const std::shared_ptr<ConnState>& c, Status why, Phase final);
+  // Wakes the progress thread out of its idle poll.
+  void kick();
+  void loop();
+
+  // Builds an endpoint for `info`, binds it to the CQ and EQ, enables it and
+  // registers it under `c`. Errors: kFabricError.
+  Status make_endpoint(fi_info* info, const std::shared_ptr<ConnState>& c,
+                       const char* op);
+  void unregister_ep(fid_t fid);
+};
+
+}  // namespace ftm::rdma::detail
+
+#endif  // FTM_RDMA_DOMAIN_INTERNAL_H_

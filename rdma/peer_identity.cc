@@ -1,0 +1,54 @@
+// What travels in the connect/accept private data (fi_cm(3) `param`): a
+// magic, a length and the process's identity, so each side can name the
+// other in its errors and refuse connection requests that are not ours.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "rdma/domain_internal.h"
+
+namespace ftm::rdma::detail {
+namespace {
+constexpr uint32_t kIdMagic = 0x49445446;  // "FTDI"
+}  // namespace
+
+std::vector<uint8_t> encode_identity(const std::string& id) {
+  std::vector<uint8_t> v(6 + id.size());
+  std::memcpy(v.data(), &kIdMagic, 4);
+  uint16_t n = uint16_t(id.size());
+  std::memcpy(v.data() + 4, &n, 2);
+  std::memcpy(v.data() + 6, id.data(), id.size());
+  return v;
+}
+
+bool decode_identity(const uint8_t* data, size_t len, std::string* id) {
+  uint32_t magic;
+  uint16_t n;
+  if (len < 6) return false;
+  std::memcpy(&magic, data, 4);
+  std::memcpy(&n, data + 4, 2);
+  if (magic != kIdMagic || size_t(n) + 6 > len) return false;
+  id->assign(reinterpret_cast<const char*>(data + 6), n);
+  return true;
+}
+
+std::string sockaddr_to_string(const void* sa) {
+  if (!sa) return "?";
+  char buf[INET6_ADDRSTRLEN] = "?";
+  auto* s = static_cast<const sockaddr*>(sa);
+  if (s->sa_family == AF_INET) {
+    auto* in = static_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (s->sa_family == AF_INET6) {
+    auto* in = static_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in->sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in->sin6_port));
+  }
+  return "?";
+}
+
+}  // namespace ftm::rdma::detail
