@@ -26,3 +26,14 @@ FTM_BENCHES = bench/store_bench bench/proto_bench bench/rdma_bench bench/loadgen
 CLEANFILES += $(FTM_BENCHES)
 .PHONY: bench
 bench: $(FTM_BENCHES)
+
+# Replication log (replication/): append latency per 100-byte effect, single
+# and batched. Extra prerequisite of `bench` (FTM_BENCHES is already expanded
+# in the rule above).
+EXTRA_PROGRAMS += bench/replication_bench
+bench_replication_bench_SOURCES = bench/replication_bench.cc
+bench_replication_bench_CPPFLAGS = $(BENCH_FLAGS)
+bench_replication_bench_LDADD = libftm_replication.a libftm_rdma.a libftm_store.a \
+	$(LIBFABRIC_LIBS) $(JEMALLOC_LIBS) $(XXHASH_LIBS) $(BENCHMARK_LIBS) -lpthread
+CLEANFILES += bench/replication_bench
+bench: bench/replication_bench

@@ -27,7 +27,9 @@ inline constexpr unsigned char kBinaryRequestMagic = 0x80;
 // append nothing on the outcomes they suppress). Returns consumed/need/close
 // as text_process does. A malformed header or lengths that do not add up get
 // memcached's error status and, where memcached does, a closed connection;
-// never a read past `in`.
+// never a read past `in`. In cluster mode a frame whose key another node
+// owns, and Flush, stop the parser as in text_process (ProtoResult::remote,
+// one whole frame).
 ProtoResult bin_process(Session& session, std::string_view in, std::string& out, int max_requests);
 
 }  // namespace ftm
