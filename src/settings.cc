@@ -18,6 +18,11 @@ namespace ftm {
 namespace {
 
 constexpr int kOptFabricInfo = 256;
+constexpr int kOptMeta = 257;
+constexpr int kOptNodeId = 258;
+constexpr int kOptFabric = 259;
+constexpr int kOptFabricListen = 260;
+constexpr int kOptRingSize = 261;
 
 const char kShortOpts[] = ":p:U:s:a:Al:dru:m:Mc:kvhiVP:f:n:LD:t:R:Cb:B:I:SFXWY:e:Zo:N:";
 
@@ -60,6 +65,11 @@ const struct option kLongOpts[] = {
     {"napi-ids", required_argument, nullptr, 'N'},
     {"napi_ids", required_argument, nullptr, 'N'},
     {"fabric-info", no_argument, nullptr, kOptFabricInfo},
+    {"meta", required_argument, nullptr, kOptMeta},
+    {"node-id", required_argument, nullptr, kOptNodeId},
+    {"fabric", required_argument, nullptr, kOptFabric},
+    {"fabric-listen", required_argument, nullptr, kOptFabricListen},
+    {"replication-ring-size", required_argument, nullptr, kOptRingSize},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -264,6 +274,17 @@ void print_usage(FILE* out) {
       "-Y, --auth-file=<file>    enable ASCII protocol authentication. format:\n"
       "                          user:pass\\nuser2:pass2\\n\n"
       "    --fabric-info         list the usable libfabric providers and exit\n"
+      "    --meta=<host:port>    join the cluster of this metadata server\n"
+      "                          (ftmemcached-meta); without it: standalone\n"
+      "    --node-id=<num>       this server's node id (default: assigned by the\n"
+      "                          metadata server)\n"
+      "    --fabric=<name>       fabric provider between servers: auto, verbs or tcp\n"
+      "                          (default: auto = verbs if a device exists, else tcp)\n"
+      "    --fabric-listen=<host[:port]> fabric address other servers reach this\n"
+      "                          one at (default: the first -l address, any port)\n"
+      "    --replication-ring-size=<num> bytes of each replication log ring this\n"
+      "                          server asks its secondaries for (k/m suffix; default:\n"
+      "                          8m, or 4 x -I + 64k if larger; min: 2 x -I + 4k)\n"
       "-o, --extended            comma separated list of extended options\n"
       "   - maxconns_fast:       immediately close new connections after limit (default: enabled)\n"
       "   - hashpower:           accepted and ignored (the table is pre-partitioned)\n"
@@ -488,6 +509,48 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
       case kOptFabricInfo:
         s->fabric_info = true;
         break;
+      case kOptMeta: {
+        std::vector<ListenAddr> a;
+        if (!split_listen(arg, 0, &a) || a.size() != 1 || a[0].port == 0 || a[0].host.empty()) {
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected HOST:PORT)");
+        }
+        s->meta_host = a[0].host;
+        s->meta_port = a[0].port;
+        break;
+      }
+      case kOptNodeId: {
+        int id;
+        if (!parse_int(arg, 1, INT32_MAX, &id)) {
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected a number >= 1)");
+        }
+        s->node_id = static_cast<uint32_t>(id);
+        break;
+      }
+      case kOptFabric:
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "verbs") != 0 && strcmp(arg, "tcp") != 0) {
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected auto, verbs or tcp)");
+        }
+        s->fabric = arg;
+        break;
+      case kOptRingSize: {
+        long long v = 0;
+        if (!parse_item_size(arg, &v) || v <= 0) return bad_value(c, arg);
+        s->replication_ring_size = static_cast<size_t>(v);
+        break;
+      }
+      case kOptFabricListen: {
+        std::vector<ListenAddr> a;
+        if (!split_listen(arg, 0, &a) || a.size() != 1 || a[0].host.empty()) {
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected HOST or HOST:PORT)");
+        }
+        s->fabric_host = a[0].host;
+        s->fabric_port = a[0].port;
+        break;
+      }
       case ':': {  // missing argument (kShortOpts starts with ':')
         const char* bad = argv[optind - 1];
         if (bad[0] == '-' && bad[1] == '-') {
@@ -545,6 +608,33 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
     } else if (s->protocol != BindingProtocol::kAscii) {
       return range_error(
           "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.");
+    }
+  }
+  if (!s->cluster() && (s->node_id != 0 || !s->fabric_host.empty())) {
+    return usage_error(std::string(s->node_id != 0 ? "--node-id" : "--fabric-listen") +
+                       " needs --meta (cluster mode)");
+  }
+  if (!s->cluster() && s->replication_ring_size != 0) {
+    return usage_error("--replication-ring-size needs --meta (cluster mode)");
+  }
+  if (s->replication_ring_size != 0 && s->replication_ring_size < 2 * s->item_size_max + 4096) {
+    return usage_error("--replication-ring-size must be at least twice the item size limit "
+                       "(-I) plus 4k: an entry may take at most half the ring");
+  }
+  if (s->cluster()) {
+    if (!s->socket_path.empty() || s->port == 0) {
+      return usage_error("--meta needs a TCP port (-p): other servers and clients reach "
+                         "this one by host:port");
+    }
+    // UDP requests are not routed to their primary yet: refuse rather than
+    // answer a key this server does not own.
+    if (s->udp_port != 0) {
+      return usage_error("-U (UDP) is not supported with --meta (cluster mode) yet");
+    }
+    if (s->fabric_host.empty()) {
+      std::string h = addrs.empty() ? std::string() : addrs[0].host;
+      // A wildcard is no address peers can reach: fall back to loopback.
+      s->fabric_host = (h.empty() || h == "*" || h == "0.0.0.0" || h == "::") ? "127.0.0.1" : h;
     }
   }
   if (!s->socket_path.empty()) {

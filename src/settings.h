@@ -62,6 +62,17 @@ struct Settings {
 
   // ftmemcached's own.
   bool fabric_info = false;           // --fabric-info: print providers and exit
+
+  // Cluster mode (issue 5); off unless --meta is given.
+  std::string meta_host;              // --meta HOST:PORT: the metadata server
+  int meta_port = 0;
+  uint32_t node_id = 0;               // --node-id (0: the meta server assigns one)
+  std::string fabric = "auto";        // --fabric auto|verbs|tcp
+  std::string fabric_host;            // --fabric-listen HOST[:PORT] ("": first -l address)
+  int fabric_port = 0;                //   (0: any free port)
+  size_t replication_ring_size = 0;   // --replication-ring-size (bytes; 0: the default,
+                                      //   8 MiB or 4 x -I + 64 KiB if larger)
+  bool cluster() const { return !meta_host.empty(); }
 };
 
 // The version line `-V` prints and `version` answers with its number.

@@ -247,6 +247,16 @@ def test_malformed_flag_exit_64(args):
     assert p.stderr.strip(), "no error message"
 
 
+@ftm_only
+def test_udp_refused_in_cluster_mode():
+    """UDP requests are not routed to their primary: -U with --meta must be a
+    usage error, not a server that answers keys it does not own."""
+    p = run_bin(["-p", "22998", "-U", "22999", "--meta", "127.0.0.1:1", "-l", "127.0.0.1"]
+                + (["-u", "root"] if os.geteuid() == 0 else []), timeout=5)
+    assert p.returncode == 64, p.stderr
+    assert b"-U" in p.stderr.splitlines()[0], p.stderr
+
+
 def test_bad_port_fails():
     p = run_bin(["-p", "99999", "-U", "0", "-l", "127.0.0.1"]
                 + (["-u", "root"] if os.geteuid() == 0 else []))
