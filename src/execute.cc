@@ -252,6 +252,7 @@ ArithResult arith_ex(Store& store, ThreadStats& stats, std::string_view key, boo
     memcpy(it->value_buf(), buf, len);
     memset(it->value_buf() + len, ' ', it->nbytes - len);
     it->cas = opts.new_cas != 0 && store.options().use_cas ? opts.new_cas : txn.next_cas();
+    txn.mark_changed();  // the cas may not move (-C, or E = old cas)
     txn.bump(it, false);
   } else {
     AllocError err;

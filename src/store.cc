@@ -91,6 +91,11 @@ class alignas(64) Partition {
   uint32_t count = 0;
   Item* lru_head = nullptr;  // most recently used
   Item* lru_tail = nullptr;  // least recently used: eviction starts here
+  // flush_all state (memcached's settings.oldest_live / oldest_cas), per
+  // partition so a replica can follow each partition's primary exactly
+  // (Store::flush_partition). Guarded by mu, like everything dead() reads.
+  rel_time_t oldest_live = 0;
+  uint64_t oldest_cas = 0;
 
   PartCounter curr_items, bytes, total_items;
   PartCounter evictions, evicted_unfetched, evicted_active;
@@ -116,10 +121,11 @@ struct Store::Impl {
   // the allocation path; kept on its own cache line.
   alignas(64) std::atomic<uint64_t> mem_used{0};
   alignas(64) std::atomic<uint64_t> cas_counter{0};
-  // flush_all state, memcached's settings.oldest_live / oldest_cas.
-  alignas(64) std::atomic<rel_time_t> oldest_live{0};
-  std::atomic<uint64_t> oldest_cas{0};
-  std::atomic<uint32_t> sweep_cursor{0};
+  alignas(64) std::atomic<uint32_t> sweep_cursor{0};
+  // set_effect_sink; read by Store::begin. Atomic (acquire: a plain load on
+  // x86) so installing it while workers run is not a data race; the sink
+  // itself must stay alive until no Txn can still hold it.
+  std::atomic<EffectSink*> sink{nullptr};
 
   std::mutex sweeper_mu;
   std::condition_variable sweeper_cv;
@@ -132,10 +138,11 @@ struct Store::Impl {
 
   // 0 = live, 1 = expired, 2 = flushed (the Txn::find why_missing codes).
   // Flushed first, as memcached's do_item_get checks item_is_flushed first.
-  int dead(const Item* it, rel_time_t now) const {
-    rel_time_t ol = oldest_live.load(std::memory_order_acquire);
+  // REQUIRES: p->mu held (p is the item's partition).
+  static int dead(const Partition* p, const Item* it, rel_time_t now) {
+    rel_time_t ol = p->oldest_live;
     if (ol != 0 && ol <= now) {
-      uint64_t oc = oldest_cas.load(std::memory_order_relaxed);
+      uint64_t oc = p->oldest_cas;
       if (it->time <= ol || (oc != 0 && it->cas != 0 && it->cas < oc)) return 2;
     }
     if (it->exptime != 0 && it->exptime <= now) return 1;
@@ -224,7 +231,7 @@ struct Store::Impl {
     Item* it = p->lru_tail;
     for (int i = 0; i < kTailScan && it != nullptr; ++i) {
       Item* prev = it->lru_prev;
-      int why = dead(it, now);
+      int why = dead(p, it, now);
       if (why != 0) {
         p->reclaimed.add();
         if (why == 1 && !(it->iflags & kItemFetched)) p->expired_unfetched.add();
@@ -412,7 +419,7 @@ struct Store::Impl {
           while (*link != nullptr) {
             Item* it = *link;
             ++examined;
-            int why = dead(it, now);
+            int why = dead(p, it, now);
             if (why == 0) {
               link = &it->hash_next;
               continue;
@@ -455,29 +462,89 @@ void ItemDeleter::operator()(Item* it) const {
 
 // ----- Txn -----
 
-Txn::Txn(Store* store, Partition* part, std::string_view key, uint64_t hash)
-    : store_(store), part_(part), key_(key), hash_(hash) {}
+Txn::Txn(Store* store, Partition* part, std::string_view key, uint64_t hash, EffectSink* sink)
+    : store_(store), part_(part), key_(key), hash_(hash), sink_(sink) {}
 
 Txn::Txn(Txn&& other) noexcept
-    : store_(other.store_), part_(other.part_), key_(other.key_), hash_(other.hash_) {
+    : store_(other.store_), part_(other.part_), key_(other.key_), hash_(other.hash_),
+      sink_(other.sink_), tracked_(other.tracked_), changed_(other.changed_),
+      snap_bits_(other.snap_bits_), snap_flags_(other.snap_flags_),
+      snap_exptime_(other.snap_exptime_), snap_cas_(other.snap_cas_),
+      snap_it_(other.snap_it_) {
   other.part_ = nullptr;
 }
 
 Txn::~Txn() {
   if (part_ != nullptr) {
+    if (sink_ != nullptr) report();  // still locked: per-key order holds
     t_held = nullptr;
     part_->mu.unlock();
   }
+}
+
+// The fields a command may change in place (the rest of iflags are access
+// bookkeeping: fetched, active, linked).
+static constexpr uint8_t kReplicatedBits = kItemStale | kItemTokenSent;
+
+void Txn::snapshot(const Item* it) {
+  tracked_ = true;
+  snap_it_ = it;
+  if (it == nullptr) return;
+  snap_cas_ = it->cas;
+  snap_exptime_ = it->exptime;
+  snap_flags_ = it->client_flags;
+  snap_bits_ = it->iflags & kReplicatedBits;
+}
+
+// key_ may point into an item about to be freed (store.h allows a key view
+// of the replaced item); the sink still needs the key at ~Txn, so copy it
+// to this thread's buffer (a thread holds one Txn at a time).
+void Txn::keep_key(const Item* it) {
+  static thread_local char t_key[kKeyMaxLength];
+  const char* k = key_.data();
+  if (k >= it->data && k < it->data + it->nkey + size_t{it->nbytes} + 2) {
+    std::copy(key_.begin(), key_.end(), t_key);
+    key_ = std::string_view(t_key, key_.size());
+  }
+}
+
+void Txn::report() {
+  const Item* after;
+  if (changed_) {
+    Item** link = Store::Impl::find_link(part_, hash_, key_);
+    after = link != nullptr ? *link : nullptr;
+  } else {
+    const Item* it = snap_it_;
+    if (it == nullptr) return;  // only read, or missed, or lazily reclaimed
+    if (it->cas == snap_cas_ && it->exptime == snap_exptime_ && it->client_flags == snap_flags_ &&
+        (it->iflags & kReplicatedBits) == snap_bits_) {
+      return;
+    }
+    after = it;
+  }
+  sink_->on_change(static_cast<uint32_t>(hash_ % kPartitions), key_, after);
 }
 
 Item* Txn::find(int* why_missing) {
   if (why_missing) *why_missing = 0;
   Store::Impl* impl = store_->impl_.get();
   Item** link = Store::Impl::find_link(part_, hash_, key_);
-  if (link == nullptr) return nullptr;
-  int why = impl->dead(*link, clock::now());
-  if (why == 0) return *link;
+  if (link == nullptr) {
+    if (sink_ != nullptr && !tracked_) snapshot(nullptr);
+    return nullptr;
+  }
+  int why = Store::Impl::dead(part_, *link, clock::now());
+  if (why == 0) {
+    if (sink_ != nullptr && !tracked_) snapshot(*link);
+    return *link;
+  }
   if (why_missing) *why_missing = why;
+  // Lazy reclaim is not a change (every replica expires on its own).
+  if (sink_ != nullptr) {
+    if (snap_it_ == *link) snap_it_ = nullptr;
+    tracked_ = true;
+    keep_key(*link);
+  }
   impl->unlink_at(part_, link);
   return nullptr;
 }
@@ -508,9 +575,13 @@ Item* Txn::link(ItemPtr item, uint64_t cas) {
   Item* it = item.release();
   assert(it->hash == hash_);
   assert(it->key() == key_);
+  changed_ = true;
   // Replace whatever holds the key now, live or dead. Compare with the new
   // item's key: key_ may point into the item being replaced.
-  if (Item** old = Store::Impl::find_link(part_, it->hash, it->key())) impl->unlink_at(part_, old);
+  if (Item** old = Store::Impl::find_link(part_, it->hash, it->key())) {
+    if (sink_ != nullptr) keep_key(*old);
+    impl->unlink_at(part_, old);
+  }
   it->cas = impl->opts.use_cas ? (cas != 0 ? cas : impl->next_cas()) : 0;
   it->time = clock::now();
   it->iflags |= kItemLinked;
@@ -528,6 +599,8 @@ Item* Txn::link(ItemPtr item, uint64_t cas) {
 
 void Txn::unlink(Item* it) {
   assert(it->iflags & kItemLinked);
+  changed_ = true;
+  if (sink_ != nullptr) keep_key(it);
   store_->impl_->unlink(part_, it);
 }
 
@@ -574,7 +647,7 @@ Txn Store::begin(std::string_view key) {
   Partition* p = &impl_->parts[h % kPartitions];
   p->mu.lock();
   t_held = p;
-  return Txn(this, p, key, h);
+  return Txn(this, p, key, h, impl_->sink.load(std::memory_order_acquire));
 }
 
 ItemPtr Store::allocate(std::string_view key, uint32_t client_flags, rel_time_t exptime, size_t nbytes,
@@ -593,16 +666,43 @@ void Store::flush_all(rel_time_t when) {
   // memcached process_flush_all_command: with CAS on, oldest_live is one
   // second before the deadline and, for an immediate flush, oldest_cas splits
   // the current second: items with a lower cas were stored before the flush.
+  assert(t_held == nullptr);
   rel_time_t now = clock::now();
   rel_time_t new_oldest = when > 0 ? when : now;
+  rel_time_t ol = new_oldest;
+  uint64_t oc = 0;
+  bool new_cas = false;  // a delayed flush keeps each partition's oldest_cas
   if (opts_.use_cas) {
-    rel_time_t ol = new_oldest - 1;
-    if (ol <= now) impl_->oldest_cas.store(impl_->next_cas(), std::memory_order_relaxed);
-    impl_->oldest_live.store(ol, std::memory_order_release);
-  } else {
-    impl_->oldest_live.store(new_oldest, std::memory_order_release);
+    ol = new_oldest - 1;
+    if (ol <= now) {
+      oc = impl_->next_cas();
+      new_cas = true;
+    }
+  }
+  // Partition by partition, each under its lock, so a sink sees the flush
+  // in the partition's order of changes (items linked before it in this
+  // partition have a lower cas than oc, and were reported before it).
+  EffectSink* sink = impl_->sink.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < kPartitions; ++i) {
+    Partition& p = impl_->parts[i];
+    std::lock_guard<std::mutex> lock(p.mu);
+    const uint64_t p_oc = new_cas ? oc : p.oldest_cas;
+    if (sink != nullptr && !sink->on_flush(i, ol, p_oc)) continue;
+    p.oldest_live = ol;
+    p.oldest_cas = p_oc;
   }
 }
+
+void Store::flush_partition(uint32_t partition, rel_time_t oldest_live, uint64_t oldest_cas) {
+  assert(partition < kPartitions);
+  assert(t_held == nullptr);
+  Partition& p = impl_->parts[partition];
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.oldest_live = oldest_live;
+  p.oldest_cas = oldest_cas;
+}
+
+void Store::set_effect_sink(EffectSink* sink) { impl_->sink.store(sink, std::memory_order_release); }
 
 size_t Store::sweep(size_t max_items) { return impl_->sweep(max_items); }
 
@@ -642,5 +742,22 @@ void Store::reset_stats() {
 }
 
 void Store::free_item(Item* it) { impl_->free_item(it); }
+
+// Inspection walk (replica digests, ftmemcached-ctl digest). Takes the
+// partition's lock like a Txn would, so it sees a consistent partition and
+// never runs beside a change of it; dead items are skipped, not reclaimed,
+// so inspecting a replica never changes it.
+void Store::for_each_in_partition(uint32_t partition, ItemVisitor visit, void* ctx) {
+  assert(partition < kPartitions);
+  assert(t_held == nullptr);
+  Partition& p = impl_->parts[partition];
+  std::lock_guard<std::mutex> lock(p.mu);
+  const rel_time_t now = clock::now();
+  for (uint32_t b = 0; b <= p.mask; ++b) {
+    for (const Item* it = p.buckets[b]; it != nullptr; it = it->hash_next) {
+      if (Store::Impl::dead(&p, it, now) == 0) visit(ctx, *it);
+    }
+  }
+}
 
 }  // namespace ftm

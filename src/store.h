@@ -23,6 +23,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <type_traits>
 
 #include "src/clock.h"
 
@@ -39,10 +40,34 @@ enum ItemFlag : uint8_t {
   kItemLinked = 8,     // in the hash table
   kItemActive = 16,    // fetched since it last moved to the LRU head: gets a
                        // second chance at the tail (memcached's ITEM_ACTIVE)
+  kItemKeyBinary = 32, // the key arrived base64-encoded (meta "b"): meta
+                       // replies show it encoded again (ITEM_KEY_BINARY)
 };
 
 class Store;
 class Partition;
+struct Item;
+
+// Receives the store's changes, for replication (DESIGN.md "Data path" step
+// 4: effects, not commands, are replicated). Called while the key's
+// partition is locked, so per partition the calls come in the order the
+// changes were made; keep it short and never block (append to a log buffer).
+// Lazy expiry, sweeping and eviction are not changes (every replica expires
+// and evicts on its own); everything a command does is: link, unlink, and
+// in-place updates of exptime, flags, cas, value or the stale/win bits.
+class EffectSink {
+ public:
+  virtual ~EffectSink() = default;
+  // `after` is the key's item once the Txn ends, or nullptr if the key has
+  // none (a tombstone). Valid only during the call.
+  virtual void on_change(uint32_t partition, std::string_view key, const Item* after) = 0;
+  // Store::flush_all reached `partition` (called for each, under its lock):
+  // its new flush split is (oldest_live, oldest_cas), see flush_partition.
+  // Return false to leave the partition as it is: a replica whose copy
+  // follows another node's flushes (that node ships its split, applied
+  // with flush_partition, so both hide exactly the same items).
+  virtual bool on_flush(uint32_t partition, rel_time_t oldest_live, uint64_t oldest_cas) = 0;
+};
 
 // An item: key, value and metadata in one allocation. Fields other than the
 // bytes are public so the execute layer can apply protocol semantics; change
@@ -137,16 +162,37 @@ class Txn {
   // disabled (-C), so callers can store the result unconditionally.
   uint64_t next_cas();
 
+  // Tells the EffectSink that the item changed in place in a way the
+  // snapshot might not show (a value rewritten in place keeping its cas:
+  // -C, or a cas given by the client equal to the old one). Link, unlink
+  // and changes of cas, exptime, client flags or the stale/win bits are
+  // seen without it.
+  void mark_changed() { changed_ = true; }
+
   std::string_view key() const { return key_; }
   Store& store() const { return *store_; }
 
  private:
   friend class Store;
-  Txn(Store* store, Partition* part, std::string_view key, uint64_t hash);
+  Txn(Store* store, Partition* part, std::string_view key, uint64_t hash, EffectSink* sink);
+  void snapshot(const Item* it);
+  void keep_key(const Item* it);
+  void report();
   Store* store_;
   Partition* part_;
   std::string_view key_;
   uint64_t hash_;
+  // Change tracking for the EffectSink; idle (one branch) when sink_ is null.
+  // The snapshot is the key's live item and fields at the Txn's first
+  // find/link/unlink; ~Txn compares it with the final state.
+  EffectSink* sink_;
+  bool tracked_ = false;   // snapshot taken
+  bool changed_ = false;   // link, unlink or mark_changed happened
+  uint8_t snap_bits_ = 0;  // kItemStale | kItemTokenSent
+  uint32_t snap_flags_ = 0;
+  rel_time_t snap_exptime_ = 0;
+  uint64_t snap_cas_ = 0;
+  const Item* snap_it_ = nullptr;
 };
 
 class Store {
@@ -191,7 +237,15 @@ class Store {
   // flush_all: every item stored at or before `when` (relative seconds;
   // 0 = now) becomes invisible once `when` has come. Items stored later in
   // the same second stay visible (compared by cas order, as memcached does).
+  // REQUIRES: the calling thread holds no Txn.
   void flush_all(rel_time_t when);
+
+  // Sets one partition's flush split as flush_all would have: items with
+  // time <= oldest_live, or (oldest_cas != 0) a nonzero cas below
+  // oldest_cas, are gone once oldest_live has come; 0 = no flush. For a
+  // replica applying its primary's flush (the cas values are the
+  // primary's, so its split is exact here too). REQUIRES: no Txn held.
+  void flush_partition(uint32_t partition, rel_time_t oldest_live, uint64_t oldest_cas);
 
   // One pass of the expiry sweeper: visits partitions (skipping busy ones)
   // until `max_items` items have been examined or every partition was seen
@@ -199,6 +253,28 @@ class Store {
   // reclaimed (counted as crawler_reclaimed). The background thread calls it
   // every sweeper_interval_ms; tests and tools may call it directly.
   size_t sweep(size_t max_items);
+
+  // Calls visit(ctx, item) for every live item (not expired, not flushed) of
+  // store partition `partition` (< kPartitions), holding that partition's
+  // lock for the whole walk, in no particular order. For inspection tools
+  // (replica digests): the visitor must be short, must not block and must
+  // not touch the store. REQUIRES: the calling thread holds no Txn.
+  using ItemVisitor = void (*)(void* ctx, const Item& item);
+  void for_each_in_partition(uint32_t partition, ItemVisitor visit, void* ctx);
+  // Same with any callable taking (const Item&), passed without allocation.
+  template <class F>
+  void for_each_in_partition(uint32_t partition, F&& visit) {
+    for_each_in_partition(
+        partition,
+        [](void* c, const Item& it) { (*static_cast<std::remove_reference_t<F>*>(c))(it); },
+        &visit);
+  }
+
+  // Installs the sink every later change is reported to (nullptr: none, the
+  // standalone default). Safe while Txns run: each Txn uses the sink that
+  // was installed when it began, so after removing a sink keep it alive
+  // until no Txn begun before can still be running (stop the workers first).
+  void set_effect_sink(EffectSink* sink);
 
   // Snapshot of the store's counters.
   StoreStats stats() const;

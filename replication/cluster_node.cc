@@ -1,0 +1,429 @@
+// ClusterNode (see cluster_node.h).
+#include "replication/cluster_node.h"
+
+#include <climits>
+#include <cstdio>
+
+#include "replication/replication_manager.h"
+#include "src/proto_bin.h"
+#include "src/proto_text.h"
+#include "src/proto_util.h"
+#if __has_include("replication/inspect.h")
+#include "replication/inspect.h"
+#define FTM_HAVE_INSPECT 1
+#endif
+
+namespace ftm::repl {
+namespace {
+
+std::atomic<uint64_t> g_instances{0};
+
+// Status byte leading a kForward reply.
+constexpr char kReplyOk = 0;
+constexpr char kReplyError = 1;
+constexpr std::string_view kNotPrimary = "\x01SERVER_ERROR not primary for this key\r\n";
+constexpr std::string_view kReplicationFailed = "\x01SERVER_ERROR replication failed\r\n";
+
+// route()'s per-thread copy of the published map (cf. MapCache, which
+// follows Membership directly: route() must follow only maps the
+// replication manager has taken on).
+struct RouteCache {
+  uint64_t instance = 0;
+  uint64_t seen = 0;
+  std::shared_ptr<const ClusterMap> map;
+};
+thread_local RouteCache t_route;
+
+// Calls fn(token) for every space-separated token of `line` from index
+// `first` on.
+template <class F>
+void tokens_from(std::string_view line, size_t first, F&& fn) {
+  size_t i = 0, pos = 0;
+  while (pos < line.size()) {
+    while (pos < line.size() && line[pos] == ' ') pos++;
+    size_t end = line.find(' ', pos);
+    if (end == std::string_view::npos) end = line.size();
+    if (end > pos) {
+      if (i >= first) fn(line.substr(pos, end - pos));
+      i++;
+    }
+    pos = end;
+  }
+}
+
+// Calls fn(key) for every key a forwarded text request names (none for
+// keyless commands such as flush_all or version).
+template <class F>
+void text_keys(std::string_view req, F&& fn) {
+  size_t eol = req.find('\n');
+  std::string_view line = req.substr(0, eol);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::string_view cmd = line.substr(0, line.find(' '));
+  if (cmd == "get" || cmd == "gets" || cmd == "bget") {
+    tokens_from(line, 1, fn);
+  } else if (cmd == "gat" || cmd == "gats") {
+    tokens_from(line, 2, fn);
+  } else if (cmd == "set" || cmd == "add" || cmd == "replace" || cmd == "append" ||
+             cmd == "prepend" || cmd == "cas" || cmd == "delete" || cmd == "incr" ||
+             cmd == "decr" || cmd == "touch") {
+    std::string_view key;
+    size_t i = 0;
+    tokens_from(line, 1, [&](std::string_view t) {
+      if (i++ == 0) key = t;
+    });
+    if (!key.empty()) fn(key);
+  } else if (cmd == "mg" || cmd == "ms" || cmd == "md" || cmd == "ma" || cmd == "me") {
+    std::string_view key;
+    bool b64 = false;
+    size_t i = 0;
+    tokens_from(line, 1, [&](std::string_view t) {
+      if (i++ == 0)
+        key = t;
+      else if (t == "b")
+        b64 = true;
+    });
+    if (key.empty()) return;
+    if (b64) {
+      std::string raw;
+      if (base64_decode(key, &raw)) fn(std::string_view(raw));
+      return;
+    }
+    fn(key);
+  }
+}
+
+// Calls fn(key) for the key of every whole binary frame in `req`.
+template <class F>
+void binary_keys(std::string_view req, F&& fn) {
+  auto u8 = [&](size_t i) { return uint32_t(static_cast<unsigned char>(req[i])); };
+  size_t off = 0;
+  while (req.size() - off >= 24) {
+    uint32_t keylen = (u8(off + 2) << 8) | u8(off + 3);
+    uint32_t extlen = u8(off + 4);
+    uint32_t body = (u8(off + 8) << 24) | (u8(off + 9) << 16) | (u8(off + 10) << 8) | u8(off + 11);
+    if (req.size() - off - 24 < body || extlen + keylen > body) return;
+    uint32_t op = u8(off + 1);
+    // stat (0x10) and the SASL opcodes (0x20-0x22) carry a group or
+    // mechanism name where other opcodes carry the key.
+    bool keyed = op != 0x10 && !(op >= 0x20 && op <= 0x22);
+    if (keyed && keylen > 0) fn(req.substr(off + 24 + extlen, keylen));
+    off += 24 + body;
+  }
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\r' || c == '\n') c = ' ';
+  return s;
+}
+
+}  // namespace
+
+struct ClusterNode::Executor {
+  std::mutex mu;  // one forwarded request at a time (ThreadStats has one writer)
+  ThreadStats stats;
+  WorkerContext ctx;
+  Session text, bin;
+};
+
+ClusterNode::ClusterNode(const Options& options, Store& store)
+    : opts_(options), store_(store), instance_(g_instances.fetch_add(1) + 1) {}
+
+ClusterNode::~ClusterNode() { stop(); }
+
+void ClusterNode::log(const std::string& line) const {
+  if (opts_.log)
+    opts_.log(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& store,
+                                                std::string* err) {
+  std::unique_ptr<ClusterNode> n(new ClusterNode(options, store));
+  ClusterNode* p = n.get();
+
+  rdma::FabricOptions fo;
+  fo.provider = options.provider;
+  fo.local_addr = options.fabric_host;
+  // Peers name this server in their errors by its client address.
+  if (!options.memcached_addr.empty()) fo.identity = "ftmemcached@" + options.memcached_addr;
+  fo.log = [p](std::string_view line) { p->log(std::string(line)); };
+  auto fabric = rdma::Fabric::open(fo);
+  if (!fabric) {
+    *err = "cluster: cannot open the fabric: " + fabric.status().to_string();
+    return nullptr;
+  }
+  n->fabric_ = std::move(fabric).value();
+
+  PeerMesh::Options mo;
+  mo.fabric = n->fabric_.get();
+  mo.listen_host = options.fabric_host;
+  mo.listen_port = options.fabric_port;
+  if (options.settings != nullptr) {
+    // A forwarded request carries at most one item, a reply (multi-get)
+    // several: room for a few of the largest.
+    mo.max_message = std::max(mo.max_message, 4 * options.settings->item_size_max + 65536);
+  }
+  auto mesh = PeerMesh::start(mo);
+  if (!mesh) {
+    *err = "cluster: cannot listen for peers on " + options.fabric_host + ":" +
+           std::to_string(options.fabric_port) + ": " + mesh.status().to_string();
+    return nullptr;
+  }
+  n->mesh_ = std::move(mesh).value();
+  n->mesh_->on(PeerRpc::kForward,
+               [p](uint32_t from, std::string_view payload, PeerMesh::Responder respond) {
+                 p->serve_forward(from, payload, std::move(respond));
+               });
+#ifdef FTM_HAVE_INSPECT
+  register_inspection_handlers(*n->mesh_, store);
+#endif
+
+  MembershipOptions mem;
+  mem.meta_host = options.meta_host;
+  mem.meta_port = options.meta_port;
+  mem.node_id = options.node_id;
+  mem.memcached_addr = options.memcached_addr;
+  mem.fabric_addr = options.fabric_host + ":" + std::to_string(n->mesh_->port());
+  mem.on_map = [p](std::shared_ptr<const ClusterMap> map) { p->on_map(std::move(map)); };
+  mem.log = [p](std::string_view line) { p->log(std::string(line)); };
+  n->log("cluster: node " + (options.node_id ? std::to_string(options.node_id) : "(assigned)") +
+         " joining meta server " + options.meta_host + ":" + std::to_string(options.meta_port) +
+         ", memcached " + options.memcached_addr + ", fabric " + mem.fabric_addr + " (" +
+         n->fabric_->provider() + ")");
+  n->membership_ = Membership::start(*n->fabric_, mem);
+  n->mesh_->set_membership(n->membership_.get());
+
+  {
+    std::lock_guard g(n->map_mu_);
+    ReplicationManager::Options ro;
+    ro.log = [p](std::string_view line) { p->log(std::string(line)); };
+    if (options.ring_size != 0)
+      ro.ring_size = options.ring_size;
+    else if (options.settings != nullptr)
+      ro.ring_size = std::max(ro.ring_size, 4 * options.settings->item_size_max + 65536);
+    n->manager_ = ReplicationManager::create(*n->fabric_, *n->mesh_, *n->membership_, store, ro);
+    // A map that arrived while the manager did not exist yet.
+    if (auto map = n->membership_->map()) {
+      n->manager_->on_map(map);
+      n->publish(map);
+    }
+  }
+  return n;
+}
+
+void ClusterNode::stop() {
+  std::call_once(stopped_, [this] {
+    if (membership_) membership_->stop();
+    // No handler runs and no call is in flight after this; the links'
+    // connections stay allocated (writers may still hold them) until the
+    // mesh is destroyed, after the manager.
+    if (mesh_) mesh_->close();
+    {
+      std::lock_guard g(map_mu_);
+      manager_.reset();
+    }
+    mesh_.reset();
+    membership_.reset();
+    fabric_.reset();
+  });
+}
+
+void ClusterNode::on_map(std::shared_ptr<const ClusterMap> map) {
+  std::lock_guard g(map_mu_);
+  if (!manager_) return;  // start() takes the newest map once the manager exists
+  {
+    std::lock_guard pg(pub_mu_);
+    if (published_ && map->epoch() <= published_->epoch()) return;
+  }
+  if (!manager_->on_map(map))
+    log("cluster: map epoch " + std::to_string(map->epoch()) +
+        ": not every secondary has a replication writer (their writes will fail)");
+  publish(std::move(map));
+}
+
+void ClusterNode::publish(std::shared_ptr<const ClusterMap> map) {
+  {
+    std::lock_guard g(pub_mu_);
+    if (published_ && map->epoch() <= published_->epoch()) return;
+    published_ = std::move(map);
+    version_.fetch_add(1, std::memory_order_release);
+  }
+  pub_cv_.notify_all();
+}
+
+std::shared_ptr<const ClusterMap> ClusterNode::map() const {
+  std::lock_guard g(pub_mu_);
+  return published_;
+}
+
+bool ClusterNode::wait_for_map(std::chrono::milliseconds timeout) {
+  std::unique_lock g(pub_mu_);
+  return pub_cv_.wait_for(g, timeout, [&] { return published_ != nullptr; });
+}
+
+const ClusterMap* ClusterNode::current() {
+  uint64_t v = version_.load(std::memory_order_acquire);
+  RouteCache& c = t_route;
+  if (c.instance != instance_ || c.seen != v) {
+    std::lock_guard g(pub_mu_);
+    c.map = published_;
+    c.seen = v;
+    c.instance = instance_;
+  }
+  return c.map.get();
+}
+
+Route ClusterNode::route(std::string_view key) {
+  const ClusterMap* m = current();
+  if (m == nullptr) return Route{false, 0};
+  uint32_t primary = m->primary(m->partition_of(key));
+  if (primary != 0 && primary == membership_->node_id()) return Route{true, primary};
+  return Route{false, primary};
+}
+
+size_t ClusterNode::nodes(uint32_t* out, size_t max) {
+  const ClusterMap* m = current();
+  if (m == nullptr) return 0;
+  size_t n = 0;
+  for (const ServerInfo& s : m->servers()) {
+    if (n == max) break;
+    if (s.state == ServerState::kUp) out[n++] = s.id;
+  }
+  return n;
+}
+
+uint32_t ClusterNode::self() const { return membership_ ? membership_->node_id() : 0; }
+
+namespace {
+
+struct ForwardCall {
+  Cluster::ForwardDone done;
+  void* ctx;
+  uint32_t node;
+  bool no_map;
+};
+
+void forward_done(void* ctx, const rdma::Status& st, std::string_view reply) {
+  std::unique_ptr<ForwardCall> c(static_cast<ForwardCall*>(ctx));
+  if (!st) {
+    std::string line = c->no_map ? "SERVER_ERROR cluster map not available\r\n"
+                                 : "SERVER_ERROR forwarding to node " + std::to_string(c->node) +
+                                       " failed: " + one_line(st.to_string()) + "\r\n";
+    c->done(c->ctx, false, line);
+    return;
+  }
+  if (reply.empty() || (reply[0] != kReplyOk && reply[0] != kReplyError)) {
+    c->done(c->ctx, false,
+            "SERVER_ERROR malformed reply from node " + std::to_string(c->node) + "\r\n");
+    return;
+  }
+  c->done(c->ctx, reply[0] == kReplyOk, reply.substr(1));
+}
+
+}  // namespace
+
+void ClusterNode::forward(uint32_t node, WireProtocol proto, std::string_view request,
+                          ForwardDone done, void* ctx) {
+  bool no_map = node == 0 || current() == nullptr;
+  // One allocation per forward: the mesh's callback needs a context that
+  // outlives this call.
+  auto* c = new ForwardCall{done, ctx, node, no_map};
+  const char head = char(proto);
+  mesh_->call(node, PeerRpc::kForward, std::string_view(&head, 1), request, &forward_done, c);
+}
+
+bool ClusterNode::barrier(BarrierDone done, void* ctx) {
+  return manager_ ? manager_->barrier(done, ctx) : false;
+}
+
+ClusterNode::Executor& ClusterNode::executor(uint32_t from) {
+  std::lock_guard g(exec_mu_);
+  auto& e = executors_[from];
+  if (!e) {
+    e = std::make_unique<Executor>();
+    e->ctx.store = &store_;
+    e->ctx.stats = &e->stats;
+    e->ctx.settings = opts_.settings;
+    e->ctx.server = opts_.server;
+    e->ctx.cluster = this;
+    for (Session* s : {&e->text, &e->bin}) {
+      s->ctx = &e->ctx;
+      s->forwarded = true;
+      s->authenticated = true;  // the forwarding server authenticated its client
+    }
+    if (opts_.register_stats) opts_.register_stats(&e->stats);
+  }
+  return *e;
+}
+
+namespace {
+
+struct PendingReply {
+  PeerMesh::Responder respond;
+  std::string out;
+};
+
+void reply_after_barrier(void* ctx, bool ok) {
+  std::unique_ptr<PendingReply> r(static_cast<PendingReply*>(ctx));
+  if (ok)
+    r->respond(r->out);
+  else
+    r->respond(kReplicationFailed);
+}
+
+}  // namespace
+
+void ClusterNode::serve_forward(uint32_t from, std::string_view payload,
+                                PeerMesh::Responder respond) {
+  if (payload.empty()) {
+    respond("\x01SERVER_ERROR empty forwarded request\r\n");
+    return;
+  }
+  const bool binary = payload[0] == char(WireProtocol::kBinary);
+  std::string_view req = payload.substr(1);
+
+  // A request routed by an older or newer map than ours: never forward it
+  // again (two nodes could bounce it forever); the client may retry.
+  const ClusterMap* m = current();
+  uint32_t me = self();
+  bool mine = m != nullptr;
+  auto check = [&](std::string_view key) {
+    if (mine) mine = m->primary(m->partition_of(key)) == me;
+  };
+  if (binary)
+    binary_keys(req, check);
+  else
+    text_keys(req, check);
+  if (!mine) {
+    respond(kNotPrimary);
+    return;
+  }
+
+  Executor& ex = executor(from);
+  auto r = std::make_unique<PendingReply>();
+  r->out.push_back(kReplyOk);
+  {
+    std::lock_guard g(ex.mu);
+    Session& s = binary ? ex.bin : ex.text;
+    s.swallow = 0;
+    size_t off = 0;
+    while (off < req.size()) {
+      ProtoResult pr = binary ? bin_process(s, req.substr(off), r->out, INT_MAX)
+                              : text_process(s, req.substr(off), r->out, INT_MAX);
+      off += pr.consumed;
+      if (pr.consumed == 0 || pr.close) break;
+    }
+  }
+  r->respond = std::move(respond);
+  PendingReply* raw = r.release();
+  // barrier() covers the effects this thread (the link's reader) produced,
+  // i.e. this request's; if nothing needs waiting, answer now.
+  if (!barrier(&reply_after_barrier, raw)) {
+    std::unique_ptr<PendingReply> own(raw);
+    own->respond(own->out);
+  }
+}
+
+}  // namespace ftm::repl

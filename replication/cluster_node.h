@@ -1,0 +1,142 @@
+// ClusterNode: the data server's cluster runtime (ftmemcached --meta). It
+// owns the fabric, the peer mesh, the membership client and the
+// replication manager, and implements ftm::Cluster (src/cluster.h) for the
+// front end:
+//  - route(): the key's primary under the current map, read through a
+//    per-thread cache (one atomic load while the map is unchanged);
+//  - forward(): PeerRpc::kForward to the primary;
+//  - barrier(): the replication manager's per-thread barrier.
+// It also serves kForward: the raw request runs through the same front end
+// a client of this server would reach (text_process / bin_process) on a
+// Session with forwarded=true, and the reply is sent once the replication
+// barrier fired, so the forwarding server relays a write only once it is in
+// every live secondary.
+//
+// Map order: each new map goes to ReplicationManager::on_map (which attaches
+// writers to the secondaries) before route() may return it, so this node
+// never acknowledges a write as primary of a partition whose secondaries
+// have no writer yet.
+//
+// kForward wire form: request = 1 byte WireProtocol + raw request bytes;
+// reply = 1 status byte (0: the raw reply follows; 1: a "SERVER_ERROR
+// ...\r\n" line follows and the forwarder reports ok=false) + bytes.
+//
+// Thread-safety: the ftm::Cluster methods are safe for concurrent use;
+// start() and stop() are called once each, from the main thread.
+#ifndef FTM_REPLICATION_CLUSTER_NODE_H_
+#define FTM_REPLICATION_CLUSTER_NODE_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "rdma/fabric_domain.h"
+#include "replication/membership.h"
+#include "replication/partition_map.h"
+#include "replication/peer_mesh.h"
+#include "src/cluster.h"
+#include "src/session.h"
+
+namespace ftm::repl {
+
+class ReplicationManager;
+
+class ClusterNode final : public Cluster {
+ public:
+  struct Options {
+    std::string meta_host;             // --meta HOST:PORT
+    uint16_t meta_port = 0;
+    uint32_t node_id = 0;              // --node-id (0: assigned by the meta server)
+    rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;  // --fabric
+    std::string fabric_host = "127.0.0.1";  // --fabric-listen
+    uint16_t fabric_port = 0;
+    std::string memcached_addr;        // host:port announced to clients/ctl
+    // Bytes of each replication ring asked of a secondary (0: the
+    // manager's default, raised to 4 x -I + 64 KiB for large items).
+    size_t ring_size = 0;
+    // For the Sessions that run forwarded requests (may be null in tests).
+    const Settings* settings = nullptr;
+    ServerControl* server = nullptr;
+    // Called once per ThreadStats this node creates for forwarded requests,
+    // so `stats` sums them with the workers' (may be empty).
+    std::function<void(ThreadStats*)> register_stats;
+    // Start-up and map lines; default stderr.
+    std::function<void(std::string_view)> log;
+  };
+
+  // Opens the fabric, starts the mesh, joins the cluster (returns without
+  // waiting for the first map) and creates the replication manager, which
+  // becomes `store`'s EffectSink. `store` must outlive the node. Errors
+  // (fabric, listener) in *err.
+  static std::unique_ptr<ClusterNode> start(const Options& options, Store& store,
+                                            std::string* err);
+  ~ClusterNode() override;  // stop()
+  ClusterNode(const ClusterNode&) = delete;
+  ClusterNode& operator=(const ClusterNode&) = delete;
+
+  // Leaves the cluster: stops following maps, closes every peer link (calls
+  // in flight fail), stops replication. Idempotent. Call after the workers
+  // stopped using this Cluster.
+  void stop();
+
+  // ftm::Cluster.
+  Route route(std::string_view key) override;
+  size_t nodes(uint32_t* out, size_t max) override;
+  uint32_t self() const override;
+  void forward(uint32_t node, WireProtocol proto, std::string_view request, ForwardDone done,
+               void* ctx) override;
+  bool barrier(BarrierDone done, void* ctx) override;
+
+  // For tests and tools.
+  Membership& membership() { return *membership_; }
+  PeerMesh& mesh() { return *mesh_; }
+  rdma::Fabric& fabric() { return *fabric_; }
+  // Waits until a map has been published to route() (false at the timeout).
+  bool wait_for_map(std::chrono::milliseconds timeout);
+  // The map route() follows (nullptr before the first).
+  std::shared_ptr<const ClusterMap> map() const;
+
+  // Executes requests forwarded by one peer (defined in the .cc).
+  struct Executor;
+
+ private:
+  explicit ClusterNode(const Options& options, Store& store);
+  void on_map(std::shared_ptr<const ClusterMap> map);
+  void publish(std::shared_ptr<const ClusterMap> map);
+  const ClusterMap* current();
+  void serve_forward(uint32_t from, std::string_view payload, PeerMesh::Responder respond);
+  Executor& executor(uint32_t from);
+  void log(const std::string& line) const;
+
+  const Options opts_;
+  Store& store_;
+  const uint64_t instance_;  // distinguishes nodes in the per-thread cache
+
+  std::unique_ptr<rdma::Fabric> fabric_;
+  std::unique_ptr<PeerMesh> mesh_;
+  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<ReplicationManager> manager_;
+
+  // Serializes on_map (the manager requires it) with the manager's
+  // creation; a map arriving before the manager exists waits for it.
+  std::mutex map_mu_;
+  mutable std::mutex pub_mu_;
+  std::condition_variable pub_cv_;
+  std::shared_ptr<const ClusterMap> published_;  // guarded by pub_mu_
+  std::atomic<uint64_t> version_{0};              // bumped per publish
+
+  std::mutex exec_mu_;
+  std::map<uint32_t, std::unique_ptr<Executor>> executors_;  // guarded by exec_mu_
+  std::once_flag stopped_;
+};
+
+}  // namespace ftm::repl
+
+#endif  // FTM_REPLICATION_CLUSTER_NODE_H_

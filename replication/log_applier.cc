@@ -1,0 +1,199 @@
+#include "replication/log_applier.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "src/clock.h"
+
+namespace ftm::repl {
+
+using SteadyClock = std::chrono::steady_clock;
+
+LogApplier::LogApplier(LogRing& ring, Store& store, const Options& options)
+    : ring_(ring), store_(store), opts_(options), min_epoch_(options.min_epoch) {
+  pos_ = ring_.applied_pos();
+  expected_lsn_ = ring_.applied_lsn() + 1;
+}
+
+LogApplier::~LogApplier() { stop(); }
+
+void LogApplier::start() {
+  if (thread_.joinable()) return;
+  stop_.store(false);
+  pos_ = ring_.applied_pos();
+  expected_lsn_ = ring_.applied_lsn() + 1;
+  thread_ = std::thread([this] { run(); });
+}
+
+void LogApplier::stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+LogApplier::Stats LogApplier::stats() const {
+  Stats s;
+  s.applied = counters_.applied.load(std::memory_order_relaxed);
+  s.items = counters_.items.load(std::memory_order_relaxed);
+  s.tombstones = counters_.tombstones.load(std::memory_order_relaxed);
+  s.flushes = counters_.flushes.load(std::memory_order_relaxed);
+  s.stale_epoch = counters_.stale_epoch.load(std::memory_order_relaxed);
+  s.apply_errors = counters_.apply_errors.load(std::memory_order_relaxed);
+  s.bad_checksums = counters_.bad_checksums.load(std::memory_order_relaxed);
+  s.skips = counters_.skips.load(std::memory_order_relaxed);
+  s.implicit_wraps = counters_.implicit_wraps.load(std::memory_order_relaxed);
+  s.last_epoch = counters_.last_epoch.load(std::memory_order_relaxed);
+  return s;
+}
+
+size_t LogApplier::apply_available() {
+  pos_ = ring_.applied_pos();
+  expected_lsn_ = ring_.applied_lsn() + 1;
+  const uint64_t before = counters_.applied.load(std::memory_order_relaxed);
+  while (step()) {
+  }
+  return counters_.applied.load(std::memory_order_relaxed) - before;
+}
+
+bool LogApplier::step() {
+  const size_t size = ring_.size();
+  if (const uint64_t next = next_entry_pos(pos_, size); next != pos_) {
+    pos_ = next;
+    counters_.implicit_wraps.fetch_add(1, std::memory_order_relaxed);
+  }
+  const uint64_t phys = pos_ % size;
+  std::span<const std::byte> at = ring_.entries().subspan(phys, size - phys);
+  Effect e;
+  size_t len = 0;
+  switch (decode(at, expected_lsn_, ring_.incarnation(), &e, &len)) {
+    case DecodeResult::kSkip:
+      // Padding up to the end: the entry with this lsn is at offset 0. The
+      // position is published with that entry.
+      pos_ += len;
+      counters_.skips.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    case DecodeResult::kOk:
+      break;
+    case DecodeResult::kBadChecksum:
+      counters_.bad_checksums.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    default:
+      // Not landed yet (or a stale entry of an earlier lap): poll again.
+      // kMalformed with a right checksum would be a writer bug; it stalls
+      // the log visibly (the primary's appends time out) rather than
+      // applying garbage.
+      return false;
+  }
+  if (e.epoch < min_epoch_.load(std::memory_order_relaxed)) {
+    counters_.stale_epoch.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    apply(e);
+  }
+  pos_ += len;
+  ring_.publish_applied(pos_, expected_lsn_);
+  expected_lsn_++;
+  counters_.applied.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void LogApplier::apply(const Effect& e) {
+  counters_.last_epoch.store(e.epoch, std::memory_order_relaxed);
+  switch (e.kind) {
+    case EffectKind::kItem: {
+      // Absolute unix seconds -> this process's relative time. realtime()
+      // treats anything above 30 days as absolute, which every unix time
+      // is; a deadline already passed becomes 1 (expired), as on the primary.
+      if (flush_second_ != 0) wait_past_flush();
+      const rel_time_t exptime = e.exptime == 0 ? 0 : clock::realtime(e.exptime);
+      Txn txn = store_.begin(e.key);
+      AllocError err = AllocError::kNone;
+      ItemPtr item = txn.allocate(e.client_flags, exptime, e.value.size(), &err);
+      if (!item) {
+        // This store cannot hold the item (smaller -I, or -M and full).
+        // Dropping the key keeps the replica from serving an older value.
+        if (Item* old = txn.find()) txn.unlink(old);
+        counters_.apply_errors.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      char* v = item->value_buf();
+      if (!e.value.empty()) std::memcpy(v, e.value.data(), e.value.size());
+      v[e.value.size()] = '\r';
+      v[e.value.size() + 1] = '\n';
+      // cas 0 would make link() assign a local cas; the primary only sends 0
+      // when it runs without CAS (-C), and then the secondary's store should
+      // too (link stores 0 when use_cas is off).
+      txn.link(std::move(item), e.cas);
+      counters_.items.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    case EffectKind::kTombstone: {
+      Txn txn = store_.begin(e.key);
+      if (Item* it = txn.find()) txn.unlink(it);
+      counters_.tombstones.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    case EffectKind::kFlushAll:
+      apply_flush(e);
+      counters_.flushes.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case EffectKind::kSkip:
+      return;  // decode() never returns a skip as an effect
+  }
+}
+
+void LogApplier::apply_flush(const Effect& e) {
+  if (e.client_flags & kFlushSplit) {
+    // The primary's exact split of one partition (effect.h); its cas values
+    // are the ones this copy holds, so no time split and no stall.
+    rel_time_t ol = e.exptime == 0 ? 0 : clock::realtime(e.exptime);
+    if ((e.client_flags & kFlushByCas) && e.cas != 0) ol = 1;  // in force now; cas decides
+    store_.flush_partition(e.partition % kPartitions, ol, e.cas);
+    return;
+  }
+  const rel_time_t t = clock::now();
+  if (e.exptime != 0) {
+    const rel_time_t when = clock::realtime(e.exptime);
+    if (when > t) {
+      store_.flush_all(when);
+      return;
+    }
+    // The deadline passed before the entry got here: flush as of now.
+  }
+  // Hide everything stored up to second t (see the header): with CAS on,
+  // flush_all(t + 1) sets oldest_live = t; without, flush_all(0) does.
+  store_.flush_all(store_.options().use_cas ? t + 1 : 0);
+  // Items linked from now on must get a later timestamp than t: the next
+  // item waits for the next second (wait_past_flush).
+  flush_second_ = t;
+}
+
+void LogApplier::wait_past_flush() {
+  // Ticking only re-reads the wall clock, as the server's timer does once a
+  // second; without it the wait could last until that timer's next tick.
+  while (clock::now() <= flush_second_ && !stop_.load(std::memory_order_relaxed)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    clock::tick();
+  }
+  flush_second_ = 0;
+}
+
+void LogApplier::run() {
+  auto last = SteadyClock::now();
+  auto nap = std::chrono::microseconds(10);
+  while (!stop_.load(std::memory_order_relaxed)) {
+    if (step()) {
+      last = SteadyClock::now();
+      nap = std::chrono::microseconds(10);
+      continue;
+    }
+    if (SteadyClock::now() - last < opts_.spin) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      continue;
+    }
+    std::this_thread::sleep_for(nap);
+    nap = std::min<std::chrono::microseconds>(nap * 2, opts_.max_sleep);
+  }
+}
+
+}  // namespace ftm::repl

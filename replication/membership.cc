@@ -1,0 +1,164 @@
+// The data server's membership client (see membership.h).
+#include "replication/membership.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace ftm::repl {
+
+std::unique_ptr<Membership> Membership::start(rdma::Fabric& fabric,
+                                              MembershipOptions options) {
+  std::unique_ptr<Membership> m(new Membership(fabric, std::move(options)));
+  m->node_id_.store(m->opts_.node_id);
+  m->thread_ = std::thread([p = m.get()] { p->run(); });
+  return m;
+}
+
+Membership::~Membership() { stop(); }
+
+void Membership::stop() {
+  std::lock_guard once(stop_mu_);  // concurrent stop() calls join once
+  {
+    std::lock_guard g(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    // A receive() blocked on the meta server returns once its connection
+    // is closed.
+    if (channel_) channel_->close();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<const ClusterMap> Membership::map() const {
+  std::lock_guard g(mu_);
+  return map_;
+}
+
+bool Membership::wait_for_map(std::chrono::milliseconds timeout,
+                              uint64_t min_epoch) {
+  std::unique_lock g(mu_);
+  return cv_.wait_for(g, timeout, [&] {
+    return stopping_ || (map_ && map_->epoch() >= min_epoch);
+  }) && !stopping_;
+}
+
+void Membership::log(const std::string& line) const {
+  if (opts_.log)
+    opts_.log(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void Membership::sleep_for(std::chrono::milliseconds d) {
+  std::unique_lock g(mu_);
+  cv_.wait_for(g, d, [&] { return stopping_; });
+}
+
+void Membership::install(ClusterMap map) {
+  std::shared_ptr<const ClusterMap> m;
+  {
+    std::lock_guard g(mu_);
+    if (map_ && map.epoch() <= map_->epoch()) {
+      // Reordered publication, or the JOIN_OK of a reconnect at the epoch
+      // we already have; an older map must never replace a newer one.
+      if (map.epoch() < map_->epoch())
+        log("membership: ignoring map epoch " + std::to_string(map.epoch()) +
+            " older than the current " + std::to_string(map_->epoch()));
+      return;
+    }
+    m = std::make_shared<const ClusterMap>(std::move(map));
+    map_ = m;
+    epoch_.store(m->epoch(), std::memory_order_release);
+    version_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  cv_.notify_all();
+  if (opts_.on_map) opts_.on_map(m);
+}
+
+void Membership::run() {
+  const std::string meta =
+      opts_.meta_host + ":" + std::to_string(opts_.meta_port);
+  auto backoff = opts_.backoff_initial;
+  bool quiet = false;  // this outage was already logged
+  auto grow = [&] { backoff = std::min(backoff * 2, opts_.backoff_max); };
+  for (;;) {
+    {
+      std::lock_guard g(mu_);
+      if (stopping_) return;
+    }
+    auto conn = fabric_.connect(opts_.meta_host, opts_.meta_port,
+                                opts_.connect_timeout);
+    if (!conn) {
+      if (!quiet)
+        log("membership: cannot reach meta server " + meta + ": " +
+            conn.status().to_string() + "; retrying with backoff up to " +
+            std::to_string(opts_.backoff_max.count()) + " ms");
+      quiet = true;
+      sleep_for(backoff);
+      grow();
+      continue;
+    }
+    auto opened = ControlChannel::open(fabric_, std::move(conn).value());
+    if (!opened) {
+      log("membership: " + opened.status().to_string());
+      sleep_for(backoff);
+      grow();
+      continue;
+    }
+    std::unique_ptr<ControlChannel> ch = std::move(opened).value();
+    {
+      std::lock_guard g(mu_);
+      if (stopping_) return;
+      channel_ = ch.get();
+    }
+    JoinMsg join{node_id_.load(), opts_.spare ? JoinMsg::kSpare : 0u,
+                 opts_.memcached_addr, opts_.fabric_addr};
+    ClusterStatus st = ch->send(join);
+    while (st) {
+      auto env = ch->receive();
+      if (!env) {
+        if (env.status().code() == ClusterErrc::kUnavailable) {
+          st = env.status();
+          break;
+        }
+        log("membership: from meta server " + meta + ": " +
+            env.status().to_string());
+        continue;
+      }
+      if (auto* ok = std::get_if<JoinOkMsg>(&env->msg)) {
+        node_id_.store(ok->node_id, std::memory_order_release);
+        connected_.store(true, std::memory_order_release);
+        backoff = opts_.backoff_initial;
+        quiet = false;
+        log("membership: joined meta server " + meta + " as node " +
+            std::to_string(ok->node_id) + " at epoch " +
+            std::to_string(ok->map.epoch()));
+        install(std::move(ok->map));
+      } else if (auto* mm = std::get_if<MapMsg>(&env->msg)) {
+        install(std::move(mm->map));
+      } else if (auto* e = std::get_if<ErrorMsg>(&env->msg)) {
+        st = ClusterStatus(ClusterErrc::kRefused, e->text);
+      } else {
+        log(std::string("membership: unexpected ") + msg_name(env->msg) +
+            " from meta server " + meta);
+      }
+    }
+    {
+      std::lock_guard g(mu_);
+      channel_ = nullptr;
+      if (stopping_) return;
+    }
+    bool was_connected = connected_.exchange(false);
+    if (!quiet || was_connected)
+      log("membership: lost meta server " + meta + " (" + st.to_string() +
+          "); serving with map epoch " + std::to_string(epoch()) +
+          " and reconnecting");
+    quiet = true;
+    ch.reset();
+    sleep_for(backoff);
+    grow();
+  }
+}
+
+}  // namespace ftm::repl

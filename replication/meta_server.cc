@@ -1,0 +1,418 @@
+// The metadata server (see meta_server.h).
+#include "replication/meta_server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+namespace ftm::repl {
+
+namespace {
+
+constexpr const char* kMapFile = "cluster.map";
+constexpr const char* kTmpFile = "cluster.map.tmp";
+// Data servers and ctl send only small messages to the meta server.
+constexpr size_t kMetaRecvSize = 64 * 1024;
+constexpr int kMetaRecvDepth = 4;
+
+ClusterStatus io_error(const std::string& what, const std::string& path) {
+  return ClusterStatus(ClusterErrc::kIo,
+                       what + " " + path + ": " + std::strerror(errno));
+}
+
+bool write_all(int fd, const std::byte* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= size_t(w);
+  }
+  return true;
+}
+
+uint64_t ms_since(std::chrono::steady_clock::time_point t) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t)
+                      .count());
+}
+
+}  // namespace
+
+ClusterStatus save_map(const std::string& dir, const ClusterMap& map) {
+  std::string tmp = dir + "/" + kTmpFile, dst = dir + "/" + kMapFile;
+  std::vector<std::byte> bytes = map.encode();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error("open", tmp);
+  if (!write_all(fd, bytes.data(), bytes.size())) {
+    auto st = io_error("write", tmp);
+    ::close(fd);
+    return st;
+  }
+  if (::fsync(fd) != 0) {
+    auto st = io_error("fsync", tmp);
+    ::close(fd);
+    return st;
+  }
+  if (::close(fd) != 0) return io_error("close", tmp);
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) return io_error("rename", tmp);
+  // The rename is durable only once the directory entry is.
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return io_error("open", dir);
+  int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) return io_error("fsync", dir);
+  return {};
+}
+
+ClusterResult<std::optional<ClusterMap>> load_map(const std::string& dir) {
+  std::string path = dir + "/" + kMapFile;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<ClusterMap>();
+    return io_error("open", path);
+  }
+  std::vector<std::byte> bytes;
+  std::byte buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      auto st = io_error("read", path);
+      ::close(fd);
+      return st;
+    }
+    if (n == 0) break;
+    bytes.insert(bytes.end(), buf, buf + n);
+    if (bytes.size() > kMaxMessageSize) break;  // decode refuses it
+  }
+  ::close(fd);
+  auto m = ClusterMap::decode(bytes);
+  if (!m)
+    return ClusterStatus(m.status().code(),
+                         path + ": " + m.status().message());
+  return std::optional<ClusterMap>(std::move(m).value());
+}
+
+struct MetaServer::Session {
+  std::unique_ptr<ControlChannel> ch;
+  std::string peer;
+  std::thread thread;
+  std::atomic<bool> done{false};
+  uint32_t node_id = 0;  // after JOIN; guarded by MetaServer::mu_
+};
+
+ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
+    rdma::Fabric& fabric, MetaServerOptions opts) {
+  if (opts.state_dir.empty())
+    return ClusterStatus(ClusterErrc::kInvalidArgument,
+                         "--state-dir: a state directory is required");
+  if (opts.partitions > ClusterMap::kMaxPartitions)
+    return ClusterStatus(ClusterErrc::kInvalidArgument,
+                         "--partitions: at most " +
+                             std::to_string(ClusterMap::kMaxPartitions));
+  if (opts.replicas > ClusterMap::kMaxReplicas)
+    return ClusterStatus(ClusterErrc::kInvalidArgument,
+                         "--replicas: between 1 and " +
+                             std::to_string(ClusterMap::kMaxReplicas));
+  std::unique_ptr<MetaServer> ms(new MetaServer());
+  ms->fabric_ = &fabric;
+  ms->opts_ = std::move(opts);
+  const std::string& dir = ms->opts_.state_dir;
+
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    return ClusterStatus(ClusterErrc::kIo,
+                         "cannot create state dir " + dir + ": " +
+                             ec.message());
+  std::string lock = dir + "/LOCK";
+  ms->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (ms->lock_fd_ < 0) return io_error("open", lock);
+  if (::flock(ms->lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return ClusterStatus(ClusterErrc::kIo,
+                         "state dir " + dir +
+                             " is in use by another ftmemcached-meta (" +
+                             lock + " is locked)");
+
+  auto loaded = load_map(dir);
+  if (!loaded) return loaded.status();
+  uint32_t want_r = ms->opts_.replicas;
+  if (loaded->has_value()) {
+    ClusterMap& m = **loaded;
+    if (ms->opts_.partitions && ms->opts_.partitions != m.partitions())
+      return ClusterStatus(
+          ClusterErrc::kInvalidArgument,
+          "--partitions " + std::to_string(ms->opts_.partitions) +
+              " conflicts with the " + std::to_string(m.partitions()) +
+              " partitions of the cluster in " + dir +
+              " (fixed for the cluster's life)");
+    ms->map_ = m;
+    ms->log("ftmemcached-meta: loaded map epoch " + std::to_string(m.epoch()) +
+            " (" + std::to_string(m.servers().size()) + " servers, " +
+            std::to_string(m.partitions()) + " partitions, " +
+            std::to_string(m.replicas()) + " copies) from " + dir);
+    if (want_r && want_r != m.replicas()) {
+      std::lock_guard g(ms->mu_);
+      if (!ms->commit_locked(compute_placement(m, want_r),
+                             "--replicas changed to " +
+                                 std::to_string(want_r)))
+        return ClusterStatus(ClusterErrc::kIo,
+                             "cannot persist the map in " + dir);
+    }
+  } else {
+    ms->map_ = ClusterMap(ms->opts_.partitions ? ms->opts_.partitions
+                                               : ClusterMap::kDefaultPartitions,
+                          want_r ? want_r : 2);
+    // Persisted at once so the partition count is fixed from now on.
+    if (auto st = save_map(dir, ms->map_); !st) return st;
+    ms->log("ftmemcached-meta: new cluster in " + dir + ": " +
+            std::to_string(ms->map_.partitions()) + " partitions, " +
+            std::to_string(ms->map_.replicas()) + " copies");
+  }
+  ms->current_ = std::make_shared<const ClusterMap>(ms->map_);
+
+  auto l = fabric.listen(ms->opts_.listen_host, ms->opts_.listen_port);
+  if (!l)
+    return ClusterStatus(ClusterErrc::kUnavailable,
+                         "--listen " + ms->opts_.listen_host + ":" +
+                             std::to_string(ms->opts_.listen_port) + ": " +
+                             l.status().to_string());
+  ms->listener_ = std::move(l).value();
+  ms->port_ = ms->listener_->port();
+  ms->started_ = std::chrono::steady_clock::now();
+  ms->acceptor_ = std::thread([p = ms.get()] { p->accept_loop(); });
+  return ms;
+}
+
+MetaServer::~MetaServer() {
+  stop();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void MetaServer::stop() {
+  if (stopping_.exchange(true)) return;
+  if (acceptor_.joinable()) acceptor_.join();
+  {
+    std::lock_guard g(mu_);
+    for (auto& s : sessions_) s->ch->close();
+  }
+  reap_sessions(true);
+  listener_.reset();
+}
+
+void MetaServer::log(const std::string& line) const {
+  if (opts_.log)
+    opts_.log(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+std::shared_ptr<const ClusterMap> MetaServer::map() const {
+  std::lock_guard g(mu_);
+  return current_;
+}
+
+StatusMsg MetaServer::status() const {
+  std::lock_guard g(mu_);
+  StatusMsg st;
+  st.map = map_;
+  st.meta_uptime_ms = ms_since(started_);
+  st.meta_state_dir = opts_.state_dir;
+  for (const ServerInfo& s : map_.servers()) {
+    ServerStatus ss;
+    ss.node_id = s.id;
+    auto it = members_.find(s.id);
+    if (it != members_.end()) {
+      ss.connected = it->second.connected;
+      ss.since_ms = ms_since(it->second.since);
+      ss.peer = it->second.peer;
+    } else {
+      ss.since_ms = st.meta_uptime_ms;  // not seen since this meta started
+    }
+    st.servers.push_back(std::move(ss));
+  }
+  return st;
+}
+
+void MetaServer::accept_loop() {
+  while (!stopping_.load()) {
+    // Short accept timeouts double as the reaping period and keep stop()
+    // prompt.
+    auto c = listener_->accept(std::chrono::milliseconds(100));
+    reap_sessions(false);
+    if (!c) continue;  // kTimeout, or a connector that went away
+    std::string peer = (*c)->peer();
+    auto ch = ControlChannel::open(*fabric_, std::move(c).value(),
+                                   kMetaRecvSize, kMetaRecvDepth);
+    if (!ch) {
+      log("ftmemcached-meta: " + ch.status().to_string());
+      continue;
+    }
+    auto s = std::make_shared<Session>();
+    s->ch = std::move(ch).value();
+    s->peer = peer;
+    if (opts_.verbose) log("ftmemcached-meta: connection from " + peer);
+    std::lock_guard g(mu_);
+    sessions_.push_back(s);
+    s->thread = std::thread([this, s] { serve(s); });
+  }
+}
+
+void MetaServer::reap_sessions(bool all) {
+  std::vector<std::shared_ptr<Session>> finished;
+  {
+    std::lock_guard g(mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (all || (*it)->done.load()) {
+        finished.push_back(*it);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : finished)
+    if (s->thread.joinable()) s->thread.join();
+}
+
+void MetaServer::serve(const std::shared_ptr<Session>& s) {
+  for (;;) {
+    auto env = s->ch->receive();
+    if (!env) {
+      if (env.status().code() == ClusterErrc::kUnavailable) break;
+      // Garbage: say why, then drop the peer; it is not speaking our
+      // protocol (or not this version of it).
+      log("ftmemcached-meta: from " + s->peer + ": " +
+          env.status().to_string());
+      (void)s->ch->send(ErrorMsg{ErrorMsg::kBadRequest,
+                                 env.status().to_string()});
+      break;
+    }
+    if (opts_.verbose)
+      log(std::string("ftmemcached-meta: ") + msg_name(env->msg) + " from " +
+          s->peer);
+    if (auto* j = std::get_if<JoinMsg>(&env->msg)) {
+      handle_join(s, *j, env->seq);
+    } else if (std::holds_alternative<StatusReqMsg>(env->msg)) {
+      (void)s->ch->send(status(), env->seq);
+    } else {
+      (void)s->ch->send(
+          ErrorMsg{ErrorMsg::kBadRequest,
+                   std::string("unexpected ") + msg_name(env->msg) +
+                       " (the meta server accepts JOIN and STATUS_REQ)"},
+          env->seq);
+    }
+  }
+  s->ch->close();
+  {
+    std::lock_guard g(mu_);
+    if (s->node_id) {
+      auto it = members_.find(s->node_id);
+      if (it != members_.end() && it->second.session.lock() == s) {
+        it->second.connected = false;
+        it->second.since = std::chrono::steady_clock::now();
+        it->second.session.reset();
+        log("ftmemcached-meta: node " + std::to_string(s->node_id) +
+            " disconnected (" + s->peer + "); it stays in the map");
+      }
+    }
+  }
+  s->done.store(true);
+}
+
+bool MetaServer::commit_locked(ClusterMap next, const std::string& why) {
+  next.set_epoch(map_.epoch());
+  if (next == map_) return true;
+  next.set_epoch(map_.epoch() + 1);
+  if (auto st = save_map(opts_.state_dir, next); !st) {
+    log("ftmemcached-meta: NOT changing the map (" + why +
+        "): " + st.to_string());
+    return false;
+  }
+  PlacementDelta d = placement_delta(map_, next);
+  map_ = std::move(next);
+  current_ = std::make_shared<const ClusterMap>(map_);
+  log("ftmemcached-meta: epoch " + std::to_string(map_.epoch()) + ": " + why +
+      " (" + std::to_string(d.moved_primaries) + " primaries and " +
+      std::to_string(d.new_secondaries) + " secondaries moved)");
+  return true;
+}
+
+void MetaServer::handle_join(const std::shared_ptr<Session>& s,
+                             const JoinMsg& m, uint32_t seq) {
+  std::vector<std::shared_ptr<Session>> others;
+  std::shared_ptr<const ClusterMap> published;
+  uint32_t id = m.node_id;
+  {
+    std::unique_lock g(mu_);
+    auto refuse = [&](uint16_t code, std::string text) {
+      g.unlock();
+      log("ftmemcached-meta: refused JOIN from " + s->peer + ": " + text);
+      (void)s->ch->send(ErrorMsg{code, std::move(text)}, seq);
+    };
+    if (s->node_id) return refuse(ErrorMsg::kBadRequest, "already joined");
+    if (m.memcached_addr.empty() || m.fabric_addr.empty())
+      return refuse(ErrorMsg::kBadRequest,
+                    "JOIN needs a memcached and a fabric address");
+    if (id == 0) id = map_.next_node_id();
+    auto it = members_.find(id);
+    if (it != members_.end() && it->second.session.lock())
+      return refuse(ErrorMsg::kNodeBusy,
+                    "node id " + std::to_string(id) +
+                        " is already connected from " + it->second.peer);
+    const ServerInfo* old = map_.server(id);
+    if (!old && map_.servers().size() >= ClusterMap::kMaxServers)
+      return refuse(ErrorMsg::kFull, "the cluster has the maximum of " +
+                                         std::to_string(ClusterMap::kMaxServers) +
+                                         " servers");
+    ServerInfo info{id, m.memcached_addr, m.fabric_addr,
+                    (m.flags & JoinMsg::kSpare) ? ServerState::kSpare
+                                                : ServerState::kUp};
+    // A failed server coming back rejoins as a new member would (issue 6
+    // empties it first); a spare keeps its role until promoted.
+    std::string why = old ? (*old == info ? "" : "node " + std::to_string(id) +
+                                                     " re-registered with new "
+                                                     "addresses or state")
+                          : "node " + std::to_string(id) + " joined as " +
+                                state_name(info.state) + " (" +
+                                m.memcached_addr + ", fabric " +
+                                m.fabric_addr + ")";
+    if (!why.empty()) {
+      ClusterMap next = map_;
+      next.upsert_server(info);
+      if (!commit_locked(compute_placement(next, map_.replicas()), why))
+        return refuse(ErrorMsg::kInternal,
+                      "the meta server cannot persist the map in " +
+                          opts_.state_dir);
+      for (auto& o : sessions_)
+        if (o != s && o->node_id && !o->done.load()) others.push_back(o);
+    } else {
+      log("ftmemcached-meta: node " + std::to_string(id) + " reconnected (" +
+          s->peer + "), map unchanged at epoch " +
+          std::to_string(map_.epoch()));
+    }
+    s->node_id = id;
+    members_[id] = Member{true, std::chrono::steady_clock::now(), s->peer, s};
+    published = current_;
+  }
+  (void)s->ch->send(JoinOkMsg{id, *published}, seq);
+  // Sent outside the lock: a slow peer must not stall other joins. A peer
+  // may thus see two maps out of order; receivers keep the highest epoch.
+  for (auto& o : others) {
+    if (auto st = o->ch->send(MapMsg{*published}); !st)
+      log("ftmemcached-meta: publishing epoch " +
+          std::to_string(published->epoch()) + " to node " +
+          std::to_string(o->node_id) + ": " + st.to_string());
+  }
+}
+
+}  // namespace ftm::repl

@@ -1,0 +1,135 @@
+// The metadata server (ftmemcached-meta): the one place that decides the
+// cluster map (DESIGN.md, "Failure detection and recovery"; issue 5).
+//
+// It listens on a fabric address, accepts control connections
+// (replication/control_msg.h) from data servers and from ftmemcached-ctl,
+// assigns node ids, recomputes placement (compute_placement) when a server
+// joins, raises the epoch on every change, writes the new map to its state
+// directory before anyone sees it, and then publishes it: JOIN_OK to the
+// joiner, MAP to every other connected data server.
+//
+// Durability: the map lives in <state-dir>/cluster.map, replaced atomically
+// (write cluster.map.tmp, fsync, rename, fsync the directory), so a crash
+// leaves either the old or the new map, never a torn one. On start the map is
+// reloaded with its epoch; data servers that reconnect JOIN with their node
+// id, and the epoch only rises if something actually changed (e.g. a server's
+// fabric address). <state-dir>/LOCK (flock) keeps a second meta server off
+// the same directory.
+//
+// What it does not do yet: a server whose control connection drops stays in
+// the map as "up" (status shows it disconnected); declaring it failed,
+// failover and recovery onto joining servers are issue 6. Partitions that
+// move to a joining server are not copied to it (that is issue 6's recovery).
+//
+// Threads: one accepting, one per connection (reading its messages). All
+// state is under one mutex; map changes are serialized, persisted under it,
+// and sent after releasing it.
+//
+// Thread-safety: all public methods are safe for concurrent use.
+#ifndef FTM_REPLICATION_META_SERVER_H_
+#define FTM_REPLICATION_META_SERVER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "rdma/fabric_domain.h"
+#include "rdma/listener.h"
+#include "replication/control_msg.h"
+#include "replication/partition_map.h"
+
+namespace ftm::repl {
+
+struct MetaServerOptions {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 11311;  // 0 = any free port (see port())
+  std::string state_dir;         // required; created if missing
+  // 0 = the value in the state dir, else the default (1024 partitions,
+  // 2 copies). A --partitions different from the state dir's is refused
+  // (P is fixed for the cluster's life); a different replica count is
+  // applied (placement recomputed, epoch raised).
+  uint32_t partitions = 0;
+  uint32_t replicas = 0;
+  // One line per event (join, map change, disconnect); default stderr.
+  std::function<void(std::string_view)> log;
+  bool verbose = false;  // also log every message received
+};
+
+// Writes `map` to <dir>/cluster.map atomically and durably (see above).
+// Errors: kIo naming the file and the failing call.
+ClusterStatus save_map(const std::string& dir, const ClusterMap& map);
+// Reads <dir>/cluster.map. nullopt if there is none. Errors: kIo, or
+// decode's kCorrupt/kVersion naming the file.
+ClusterResult<std::optional<ClusterMap>> load_map(const std::string& dir);
+
+class MetaServer {
+ public:
+  // Takes the state dir's lock, loads or creates the map, starts listening
+  // and accepting. `fabric` must outlive the server. Errors:
+  // kInvalidArgument (bad option, partitions conflicting with the state
+  // dir), kIo (state dir unusable or locked by another meta server),
+  // kUnavailable (cannot listen; message has the address).
+  static ClusterResult<std::unique_ptr<MetaServer>> start(
+      rdma::Fabric& fabric, MetaServerOptions options);
+  ~MetaServer();  // stop()
+  MetaServer(const MetaServer&) = delete;
+  MetaServer& operator=(const MetaServer&) = delete;
+
+  // The fabric port listened on.
+  uint16_t port() const { return port_; }
+  // The current map (never null).
+  std::shared_ptr<const ClusterMap> map() const;
+  // What STATUS answers (map + per-server connection info).
+  StatusMsg status() const;
+  // Closes every connection and stops the threads. Idempotent. The map on
+  // disk is already current (every change was persisted before publishing).
+  void stop();
+
+ private:
+  struct Session;
+  struct Member {
+    bool connected = false;
+    std::chrono::steady_clock::time_point since;
+    std::string peer;
+    std::weak_ptr<Session> session;
+  };
+
+  MetaServer() = default;
+  void accept_loop();
+  void serve(const std::shared_ptr<Session>& s);
+  void handle_join(const std::shared_ptr<Session>& s, const JoinMsg& m,
+                   uint32_t seq);
+  // REQUIRES mu_. Persists and installs `next` with epoch + 1 if it differs
+  // from the current map; returns false (and logs) if persisting failed.
+  bool commit_locked(ClusterMap next, const std::string& why);
+  void reap_sessions(bool all);
+  void log(const std::string& line) const;
+
+  rdma::Fabric* fabric_ = nullptr;
+  MetaServerOptions opts_;
+  std::unique_ptr<rdma::Listener> listener_;
+  uint16_t port_ = 0;
+  int lock_fd_ = -1;
+  std::chrono::steady_clock::time_point started_;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+
+  mutable std::mutex mu_;
+  ClusterMap map_{1, 1};  // guarded by mu_
+  std::shared_ptr<const ClusterMap> current_;  // guarded by mu_
+  std::vector<std::shared_ptr<Session>> sessions_;  // guarded by mu_
+  std::map<uint32_t, Member> members_;  // by node id, guarded by mu_
+};
+
+}  // namespace ftm::repl
+
+#endif  // FTM_REPLICATION_META_SERVER_H_
