@@ -1,0 +1,191 @@
+// ftmemcached-meta: the metadata server's entry point. Flags, then a
+// MetaServer (replication/meta_server.h) until SIGINT/SIGTERM.
+#include <getopt.h>
+#include <signal.h>
+#include <sysexits.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "config.h"
+#include "rdma/fabric_domain.h"
+#include "replication/control_msg.h"
+#include "replication/meta_server.h"
+
+namespace {
+
+void print_usage(FILE* out) {
+  std::fprintf(
+      out,
+      "Usage: ftmemcached-meta [options]\n"
+      "The ftmemcached metadata server: keeps the cluster map and publishes "
+      "it.\n"
+      "-l, --listen=HOST:PORT    fabric address to listen on "
+      "(default: 127.0.0.1:11311)\n"
+      "-s, --state-dir=DIR       where the map is kept across restarts\n"
+      "                          (default: ./ftm-meta-state)\n"
+      "-r, --replicas=N          copies of each partition, 1-3 (default: 2,\n"
+      "                          or the value in the state dir)\n"
+      "-P, --partitions=P        partitions, fixed for the cluster's life\n"
+      "                          (default: 1024, or the state dir's)\n"
+      "    --fabric=auto|verbs|tcp  fabric provider (default: auto)\n"
+      "-v, --verbose             log every control message\n"
+      "-h, --help                print this help and exit\n"
+      "-V, --version             print version and exit\n");
+}
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "ftmemcached-meta: %s\n", msg.c_str());
+  print_usage(stderr);
+  return EX_USAGE;
+}
+
+// Integer in [lo, hi], or false.
+bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
+                uint32_t* out) {
+  if (!s || !*s || *s == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long v = std::strtoul(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return false;
+  *out = uint32_t(v);
+  return true;
+}
+
+enum { kOptFabric = 256 };
+
+const struct option kLongOpts[] = {
+    {"listen", required_argument, nullptr, 'l'},
+    {"state-dir", required_argument, nullptr, 's'},
+    {"replicas", required_argument, nullptr, 'r'},
+    {"partitions", required_argument, nullptr, 'P'},
+    {"fabric", required_argument, nullptr, kOptFabric},
+    {"verbose", no_argument, nullptr, 'v'},
+    {"help", no_argument, nullptr, 'h'},
+    {"version", no_argument, nullptr, 'V'},
+    {nullptr, 0, nullptr, 0},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ftm;
+  repl::MetaServerOptions mo;
+  mo.state_dir = "./ftm-meta-state";
+  std::string listen = "127.0.0.1:11311";
+  rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;
+
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":l:s:r:P:vhV", kLongOpts, nullptr)) !=
+         -1) {
+    switch (c) {
+      case 'l':
+        listen = optarg;
+        break;
+      case 's':
+        if (!*optarg) return usage_error("--state-dir: empty directory name");
+        mo.state_dir = optarg;
+        break;
+      case 'r':
+        if (!parse_uint(optarg, 1, repl::ClusterMap::kMaxReplicas,
+                        &mo.replicas))
+          return usage_error("--replicas: '" + std::string(optarg) +
+                             "' is not a number from 1 to 3");
+        break;
+      case 'P':
+        if (!parse_uint(optarg, 1, repl::ClusterMap::kMaxPartitions,
+                        &mo.partitions))
+          return usage_error("--partitions: '" + std::string(optarg) +
+                             "' is not a number from 1 to " +
+                             std::to_string(repl::ClusterMap::kMaxPartitions));
+        break;
+      case kOptFabric: {
+        std::string v = optarg;
+        if (v == "auto")
+          provider = rdma::ProviderChoice::kAuto;
+        else if (v == "verbs")
+          provider = rdma::ProviderChoice::kVerbs;
+        else if (v == "tcp")
+          provider = rdma::ProviderChoice::kTcp;
+        else
+          return usage_error("--fabric: '" + v +
+                             "' is not one of auto, verbs, tcp");
+        break;
+      }
+      case 'v':
+        mo.verbose = true;
+        break;
+      case 'h':
+        print_usage(stdout);
+        return 0;
+      case 'V':
+        std::printf("ftmemcached-meta %s\n", PACKAGE_VERSION);
+        return 0;
+      case ':':
+        return usage_error(std::string("option requires an argument: ") +
+                           argv[optind - 1]);
+      default:
+        return usage_error(std::string("unknown option: ") +
+                           argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return usage_error(std::string("unexpected argument: ") + argv[optind]);
+  auto hp = repl::parse_host_port(listen);
+  if (!hp) return usage_error("--listen: " + hp.status().message());
+  mo.listen_host = hp->first;
+  mo.listen_port = hp->second;
+
+  // Signals go to sigwait below, not to whichever thread happens to run.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  rdma::FabricOptions fo;
+  fo.provider = provider;
+  // The domain must sit on the interface we listen on; a wildcard listen
+  // leaves the choice to the provider.
+  if (mo.listen_host != "0.0.0.0" && mo.listen_host != "::")
+    fo.local_addr = mo.listen_host;
+  fo.identity = "ftmemcached-meta@" + listen;
+  auto fabric = rdma::Fabric::open(fo);
+  if (!fabric) {
+    std::fprintf(stderr, "ftmemcached-meta: --fabric: %s\n",
+                 fabric.status().to_string().c_str());
+    return EX_UNAVAILABLE;
+  }
+  mo.log = [](std::string_view line) {
+    std::fprintf(stderr, "%.*s\n", int(line.size()), line.data());
+    std::fflush(stderr);
+  };
+  auto ms = repl::MetaServer::start(**fabric, mo);
+  if (!ms) {
+    std::fprintf(stderr, "ftmemcached-meta: %s\n",
+                 ms.status().to_string().c_str());
+    return ms.status().code() == repl::ClusterErrc::kInvalidArgument
+               ? EX_USAGE
+               : EX_UNAVAILABLE;
+  }
+  auto map = (*ms)->map();
+  std::fprintf(stderr,
+               "ftmemcached-meta: listening on %s:%u (provider %s), state dir "
+               "%s, epoch %llu, %u partitions, %u copies\n",
+               mo.listen_host.c_str(), unsigned((*ms)->port()),
+               (*fabric)->provider().c_str(), mo.state_dir.c_str(),
+               (unsigned long long)map->epoch(), map->partitions(),
+               map->replicas());
+  std::fflush(stderr);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  std::fprintf(stderr, "ftmemcached-meta: %s, stopping\n", strsignal(sig));
+  (*ms)->stop();
+  return 0;
+}

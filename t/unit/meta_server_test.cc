@@ -1,0 +1,327 @@
+// The metadata server with in-process membership clients over the tcp
+// provider on 127.0.0.1: joins, map publication, epochs, persistence across
+// a meta server restart, refusals.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "rdma/connection.h"
+#include "rdma/fabric_domain.h"
+#include "replication/control_msg.h"
+#include "replication/membership.h"
+#include "replication/meta_server.h"
+
+namespace ftm::repl {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A stand-in data server for t/test_meta_server.py: with
+// FTM_MEMBER_HELPER=HOST:PORT (the meta server) set, this binary joins as a
+// member before GoogleTest starts, prints "node N epoch E" on every new map,
+// and runs until killed. FTM_MEMBER_MC names its memcached address.
+int run_member_helper(const char* meta) {
+  auto hp = parse_host_port(meta);
+  if (!hp) {
+    std::fprintf(stderr, "member helper: %s\n", hp.status().to_string().c_str());
+    return 64;
+  }
+  rdma::FabricOptions fo;
+  fo.provider = rdma::ProviderChoice::kTcp;
+  fo.local_addr = "127.0.0.1";
+  fo.identity = "member-helper";
+  fo.log = [](std::string_view) {};
+  auto fabric = rdma::Fabric::open(fo);
+  if (!fabric) return 69;
+  MembershipOptions o;
+  o.meta_host = hp->first;
+  o.meta_port = hp->second;
+  const char* mc = std::getenv("FTM_MEMBER_MC");
+  o.memcached_addr = mc ? mc : "127.0.0.1:11211";
+  o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + getpid() % 20000);
+  o.backoff_initial = milliseconds(20);
+  o.backoff_max = milliseconds(200);
+  o.log = [](std::string_view l) {
+    std::fprintf(stderr, "%.*s\n", int(l.size()), l.data());
+  };
+  static std::atomic<Membership*> self{nullptr};
+  o.on_map = [](std::shared_ptr<const ClusterMap> m) {
+    Membership* me = self.load();
+    std::printf("node %u epoch %llu\n", me ? me->node_id() : 0,
+                (unsigned long long)m->epoch());
+    std::fflush(stdout);
+  };
+  auto member = Membership::start(**fabric, o);
+  self.store(member.get());
+  for (;;) pause();
+}
+
+[[maybe_unused]] const int kMemberHelper = [] {
+  if (const char* meta = std::getenv("FTM_MEMBER_HELPER"))
+    _exit(run_member_helper(meta));
+  return 0;
+}();
+
+std::unique_ptr<rdma::Fabric> open_fabric(const std::string& id) {
+  rdma::FabricOptions o;
+  o.provider = rdma::ProviderChoice::kTcp;
+  o.local_addr = "127.0.0.1";
+  o.identity = id;
+  o.log = [](std::string_view) {};
+  auto f = rdma::Fabric::open(o);
+  if (!f) ADD_FAILURE() << f.status().to_string();
+  return f ? std::move(f).value() : nullptr;
+}
+
+class MetaServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ftm-meta-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    meta_fabric_ = open_fabric("meta");
+    client_fabric_ = open_fabric("servers");
+    ASSERT_TRUE(meta_fabric_ && client_fabric_);
+    start_meta(0);
+  }
+  void TearDown() override {
+    members_.clear();
+    meta_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void start_meta(uint16_t port) {
+    MetaServerOptions o;
+    o.listen_port = port;
+    o.state_dir = dir_ + "/state";
+    o.log = [](std::string_view) {};
+    // The port of a meta server just stopped can take a moment to free.
+    for (int i = 0; i < 50; i++) {
+      auto ms = MetaServer::start(*meta_fabric_, o);
+      if (ms) {
+        meta_ = std::move(ms).value();
+        port_ = meta_->port();
+        return;
+      }
+      if (i == 49) FAIL() << ms.status().to_string();
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+  }
+
+  Membership& add_member(uint32_t node_id = 0) {
+    MembershipOptions o;
+    o.meta_port = port_;
+    o.node_id = node_id;
+    int n = int(members_.size()) + 1;
+    o.memcached_addr = "127.0.0.1:" + std::to_string(11210 + n);
+    o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + n);
+    o.backoff_initial = milliseconds(20);
+    o.backoff_max = milliseconds(200);
+    o.log = [](std::string_view) {};
+    members_.push_back(Membership::start(*client_fabric_, o));
+    return *members_.back();
+  }
+
+  // All members at the meta server's epoch with identical maps.
+  void expect_converged() {
+    auto want = meta_->map();
+    for (auto& m : members_) {
+      ASSERT_TRUE(m->wait_for_map(milliseconds(5000), want->epoch()))
+          << "node " << m->node_id() << " stuck at epoch " << m->epoch()
+          << ", meta at " << want->epoch();
+      auto got = m->map();
+      EXPECT_EQ(got->epoch(), want->epoch());
+      EXPECT_TRUE(*got == *want) << "node " << m->node_id();
+    }
+  }
+
+  std::unique_ptr<ControlChannel> ctl_channel() {
+    auto c = client_fabric_->connect("127.0.0.1", meta_->port());
+    if (!c) {
+      ADD_FAILURE() << c.status().to_string();
+      return nullptr;
+    }
+    auto ch = ControlChannel::open(*client_fabric_, std::move(c).value());
+    if (!ch) ADD_FAILURE() << ch.status().to_string();
+    return ch ? std::move(ch).value() : nullptr;
+  }
+
+  std::string dir_;
+  std::unique_ptr<rdma::Fabric> meta_fabric_, client_fabric_;
+  std::unique_ptr<MetaServer> meta_;
+  uint16_t port_ = 0;  // of the last meta server started
+  std::vector<std::unique_ptr<Membership>> members_;
+};
+
+TEST_F(MetaServerTest, ThreeJoinThenAFourthAndEveryoneFollows) {
+  for (int i = 0; i < 3; i++) add_member();
+  // Joins are serialized: each raises the epoch once.
+  for (auto& m : members_) ASSERT_TRUE(m->wait_for_map(milliseconds(5000)));
+  for (int i = 0; i < 100 && meta_->map()->servers().size() < 3; i++)
+    std::this_thread::sleep_for(milliseconds(20));
+  ASSERT_EQ(meta_->map()->servers().size(), 3u);
+  EXPECT_EQ(meta_->map()->epoch(), 3u);
+  expect_converged();
+  std::set<uint32_t> ids;
+  for (auto& m : members_) ids.insert(m->node_id());
+  EXPECT_EQ(ids, (std::set<uint32_t>{1, 2, 3}));
+  for (auto& m : members_) EXPECT_TRUE(m->connected());
+
+  // A fourth: everyone moves to the new epoch, the joiner takes ~P/4.
+  uint64_t before = meta_->map()->epoch();
+  Membership& fourth = add_member();
+  ASSERT_TRUE(fourth.wait_for_map(milliseconds(5000), before + 1));
+  EXPECT_EQ(meta_->map()->epoch(), before + 1);
+  expect_converged();
+  EXPECT_EQ(fourth.node_id(), 4u);
+  auto m = meta_->map();
+  EXPECT_EQ(m->primary_count(4), 256u);
+  EXPECT_EQ(m->server(4)->memcached_addr, "127.0.0.1:11214");
+  // MapCache sees the same map without locking per call.
+  MapCache cache(*members_[0]);
+  const ClusterMap* cm = cache.get();
+  ASSERT_NE(cm, nullptr);
+  EXPECT_EQ(cm->epoch(), m->epoch());
+  EXPECT_EQ(cache.get(), cm);  // unchanged: same object
+}
+
+TEST_F(MetaServerTest, RestartReloadsMapAndEpochAndMembersRejoin) {
+  for (int i = 0; i < 3; i++) add_member();
+  for (int i = 0; i < 250 && meta_->map()->epoch() < 3; i++)
+    std::this_thread::sleep_for(milliseconds(20));
+  expect_converged();
+  ClusterMap before = *meta_->map();
+  uint16_t port = meta_->port();
+
+  meta_.reset();  // meta server goes away; members keep their map
+  for (int i = 0; i < 200; i++) {
+    bool any = false;
+    for (auto& m : members_) any |= m->connected();
+    if (!any) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  for (auto& m : members_) {
+    EXPECT_FALSE(m->connected());
+    EXPECT_EQ(m->epoch(), before.epoch());
+  }
+  auto on_disk = load_map(dir_ + "/state");
+  ASSERT_TRUE(on_disk) << on_disk.status().to_string();
+  ASSERT_TRUE(on_disk->has_value());
+  EXPECT_TRUE(**on_disk == before);
+
+  start_meta(port);
+  ASSERT_TRUE(meta_);
+  EXPECT_TRUE(*meta_->map() == before) << "map or epoch changed on reload";
+  // Members reconnect with their node ids; nothing changed, so the epoch
+  // stays where it was.
+  for (int i = 0; i < 300; i++) {
+    bool all = true;
+    for (auto& m : members_) all &= m->connected();
+    if (all) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  for (auto& m : members_) EXPECT_TRUE(m->connected());
+  EXPECT_EQ(meta_->map()->epoch(), before.epoch());
+  StatusMsg st = meta_->status();
+  ASSERT_EQ(st.servers.size(), 3u);
+  for (auto& s : st.servers) EXPECT_TRUE(s.connected) << s.node_id;
+  expect_converged();
+}
+
+TEST_F(MetaServerTest, StatusOverTheWireAndRefusals) {
+  Membership& a = add_member();
+  ASSERT_TRUE(a.wait_for_map(milliseconds(5000)));
+  auto ch = ctl_channel();
+  ASSERT_TRUE(ch);
+  ASSERT_TRUE(ch->send(StatusReqMsg{}, 77));
+  auto env = ch->receive(milliseconds(5000));
+  ASSERT_TRUE(env) << env.status().to_string();
+  EXPECT_EQ(env->seq, 77u);
+  auto* st = std::get_if<StatusMsg>(&env->msg);
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(st->map.epoch(), 1u);
+  ASSERT_EQ(st->servers.size(), 1u);
+  EXPECT_TRUE(st->servers[0].connected);
+  EXPECT_EQ(st->servers[0].replication, "n/a");
+
+  // A second server claiming node 1 while it is connected: refused, typed.
+  ASSERT_TRUE(ch->send(JoinMsg{1, 0, "127.0.0.1:1", "127.0.0.1:2"}, 78));
+  env = ch->receive(milliseconds(5000));
+  ASSERT_TRUE(env) << env.status().to_string();
+  auto* err = std::get_if<ErrorMsg>(&env->msg);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, ErrorMsg::kNodeBusy);
+  EXPECT_EQ(meta_->map()->epoch(), 1u);
+
+  // Garbage: the meta server says why, drops that peer, and keeps serving.
+  auto raw = client_fabric_->connect("127.0.0.1", meta_->port());
+  ASSERT_TRUE(raw);
+  std::vector<std::byte> junk(100, std::byte(0x5a));
+  auto mr = client_fabric_->register_memory(junk, false, false);
+  ASSERT_TRUE(mr);
+  std::vector<std::byte> in(kMaxMessageSize);
+  auto in_mr = client_fabric_->register_memory(in, false, false);
+  ASSERT_TRUE(in_mr);
+  rdma::Op r = (*raw)->recv(**in_mr, 0, in.size(), milliseconds(5000));
+  ASSERT_TRUE((*raw)->send(**mr, 0, junk.size()).wait());
+  ASSERT_TRUE(r.wait());
+  auto reply = decode({in.data(), r.bytes()});
+  ASSERT_TRUE(reply) << reply.status().to_string();
+  ASSERT_TRUE(std::holds_alternative<ErrorMsg>(reply->msg));
+  EXPECT_NE(std::get<ErrorMsg>(reply->msg).text.find("corrupt"),
+            std::string::npos);
+  ASSERT_TRUE(ch->send(StatusReqMsg{}, 79));
+  env = ch->receive(milliseconds(5000));
+  ASSERT_TRUE(env) << env.status().to_string();
+  EXPECT_TRUE(std::holds_alternative<StatusMsg>(env->msg));
+}
+
+TEST_F(MetaServerTest, StateDirIsLockedAndPartitionsAreFixed) {
+  MetaServerOptions o;
+  o.listen_port = 0;
+  o.state_dir = dir_ + "/state";
+  o.log = [](std::string_view) {};
+  auto second = MetaServer::start(*meta_fabric_, o);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), ClusterErrc::kIo);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
+
+  meta_.reset();
+  o.partitions = 512;
+  auto conflicting = MetaServer::start(*meta_fabric_, o);
+  ASSERT_FALSE(conflicting);
+  EXPECT_EQ(conflicting.status().code(), ClusterErrc::kInvalidArgument);
+  o.partitions = 1024;
+  o.replicas = 3;  // allowed: placement recomputed
+  auto ok = MetaServer::start(*meta_fabric_, o);
+  ASSERT_TRUE(ok) << ok.status().to_string();
+  EXPECT_EQ((*ok)->map()->replicas(), 3u);
+}
+
+TEST_F(MetaServerTest, MembershipRetriesUntilTheMetaServerAppears) {
+  uint16_t port = meta_->port();
+  meta_.reset();
+  Membership& a = add_member();
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(a.connected());
+  EXPECT_EQ(a.map(), nullptr);
+  start_meta(port);
+  ASSERT_TRUE(a.wait_for_map(milliseconds(5000)));
+  EXPECT_EQ(a.node_id(), 1u);
+  // stop() is prompt even while connected.
+  auto t0 = std::chrono::steady_clock::now();
+  a.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2000));
+  EXPECT_NE(a.map(), nullptr);  // last map stays readable
+}
+
+}  // namespace
+}  // namespace ftm::repl
