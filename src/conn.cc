@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "src/auth_file.h"
+#include "src/cluster.h"
 #include "src/proto_bin.h"
 #include "src/proto_text.h"
 #include "src/server.h"
@@ -59,7 +60,7 @@ ConnInfo Conn::info() const {
 bool Conn::close_if_idle(rel_time_t now, int secs) {
   rel_time_t last = last_cmd_.load(std::memory_order_relaxed);
   if (secs <= 0 || now < last || now - last <= static_cast<rel_time_t>(secs)) return false;
-  if (pending() > 0 || need_ > 0 || session_.swallow > 0) return false;
+  if (pending() > 0 || need_ > 0 || session_.swallow > 0 || parked()) return false;
   if (verbosity() > 0) fprintf(stderr, "Closing idle fd %d\n", fd_);
   close();
   return true;
@@ -71,6 +72,13 @@ void Conn::close() {
   if (resume_ev_ != nullptr) event_del(resume_ev_);
   worker_->server()->counters().curr_clients.fetch_sub(1, std::memory_order_relaxed);
   worker_->remove_conn(this);
+  if (inflight_ > 0) {
+    // Cluster callbacks still point here: the last one deletes this.
+    dead_ = true;
+    ::close(fd_);
+    fd_ = -1;
+    return;
+  }
   delete this;
 }
 
@@ -86,12 +94,12 @@ void Conn::on_resume(int, short, void* arg) {
 
 void Conn::drive(bool readable, bool writable) {
   if (writable && !flush()) return close();
-  if (readable && !closing_ && !eof_ && pending() < kOutHighWater) {
+  if (readable && !closing_ && !eof_ && !parked() && pending() < kOutHighWater) {
     if (!read_some()) return close();
   }
-  if (!closing_) process();
+  if (!closing_ && !parked()) process();
   if (!flush()) return close();
-  if (pending() == 0 && (closing_ || (eof_ && !resume_pending_))) return close();
+  if (pending() == 0 && !parked() && (closing_ || (eof_ && !resume_pending_))) return close();
   if (pending() == 0 && out_.capacity() > kOutHighWater) {
     std::string().swap(out_);  // give a huge reply's memory back
   }
@@ -100,7 +108,9 @@ void Conn::drive(bool readable, bool writable) {
     rcap_ = kReadChunk;
     rstart_ = rend_ = 0;
   }
-  if (pending() > 0) {
+  if (parked()) {
+    state_.store("conn_io_queue", std::memory_order_relaxed);  // memcached's proxy wait
+  } else if (pending() > 0) {
     state_.store(closing_ ? "conn_closing" : "conn_mwrite", std::memory_order_relaxed);
   } else if (need_ > 0) {
     state_.store(session_.swallow > 0 ? "conn_swallow" : "conn_nread", std::memory_order_relaxed);
@@ -184,6 +194,7 @@ void Conn::process() {
       fprintf(stderr, "%d: Client using the %s protocol\n", fd_, binary ? "binary" : "ascii");
     }
   }
+  const size_t out_before = out_.size();
   ProtoResult r;
   if (proto_ == Proto::kBinary) {
     r = bin_process(session_, in, out_, s.reqs_per_event);
@@ -204,6 +215,7 @@ void Conn::process() {
   rstart_ += r.consumed;
   if (r.consumed > 0) last_cmd_.store(clock::now(), std::memory_order_relaxed);
   need_ = r.need;
+  if (session_.ctx->cluster != nullptr) after_batch(r, in, out_before);
   if (r.close) {
     closing_ = true;
     return;
@@ -233,6 +245,9 @@ ProtoResult Conn::process_logged(std::string_view in, int max_requests) {
     total.consumed += r.consumed;
     total.need = r.need;
     total.close = r.close;
+    total.remote = r.remote;
+    total.remote_node = r.remote_node;
+    total.remote_len = r.remote_len;
     if (r.close || !r.yielded) return total;
   }
   total.yielded = true;
@@ -240,8 +255,9 @@ ProtoResult Conn::process_logged(std::string_view in, int max_requests) {
 }
 
 bool Conn::flush() {
-  while (wpos_ < out_.size()) {
-    ssize_t n = ::send(fd_, out_.data() + wpos_, out_.size() - wpos_, MSG_NOSIGNAL);
+  const size_t limit = barrier_pending_ ? hold_ : out_.size();  // held replies stay
+  while (wpos_ < limit) {
+    ssize_t n = ::send(fd_, out_.data() + wpos_, limit - wpos_, MSG_NOSIGNAL);
     if (n > 0) {
       wpos_ += static_cast<size_t>(n);
       worker_->stats().bytes_written.add(static_cast<uint64_t>(n));
@@ -254,20 +270,123 @@ bool Conn::flush() {
     }
     return false;
   }
+  if (wpos_ < out_.size()) return true;
   out_.clear();
   wpos_ = 0;
+  hold_ = 0;
   return true;
 }
 
 void Conn::update_events() {
   short want = 0;
-  if (!closing_ && !eof_ && pending() < kOutHighWater) want |= EV_READ;
-  if (pending() > 0) want |= EV_WRITE;
+  if (!closing_ && !eof_ && !parked() && pending() < kOutHighWater) want |= EV_READ;
+  if (sendable() > 0) want |= EV_WRITE;
   if (want == ev_flags_) return;
   event_del(ev_);
   event_assign(ev_, worker_->base(), fd_, want | EV_PERSIST, on_event, this);
   if (want != 0) event_add(ev_, nullptr);
   ev_flags_ = want;
+}
+
+// Cluster mode, after the parser returned: forwards what it left for other
+// nodes and puts this batch's replies behind the replication barrier.
+void Conn::after_batch(const ProtoResult& r, std::string_view in, size_t out_before) {
+  bool ran_here = r.consumed > 0;
+  if (r.remote != Remote::kNone && !r.close && r.consumed + r.remote_len <= in.size()) {
+    // A split get or flush_all may have run a part here.
+    if (start_gather(r, in.substr(r.consumed, r.remote_len))) ran_here = true;
+    rstart_ += r.remote_len;
+    last_cmd_.store(clock::now(), std::memory_order_relaxed);
+  }
+  if (!ran_here || barrier_pending_) return;
+  barrier_token_ = Token{worker_, this, kBarrierSlot};
+  if (!session_.ctx->cluster->barrier(&on_barrier_done, &barrier_token_)) return;
+  barrier_pending_ = true;
+  hold_ = out_before;
+  ++inflight_;
+}
+
+bool Conn::start_gather(const ProtoResult& r, std::string_view request) {
+  Cluster& cluster = *session_.ctx->cluster;
+  const WireProtocol proto = proto_ == Proto::kBinary ? WireProtocol::kBinary : WireProtocol::kText;
+  if (verbosity() > 1 && proto == WireProtocol::kText) log_requests(fd_, request);
+  gather_ = std::make_unique<Gather>(cluster, proto, r, request);
+  std::vector<GatherPart>& parts = gather_->parts();
+  tokens_.resize(parts.size());
+  gather_left_ = 0;
+  bool ran_here = false;
+  for (GatherPart& p : parts) {
+    if (!p.local) {
+      ++gather_left_;
+      continue;
+    }
+    // This server's share: the connection's own session, never routed.
+    session_.forwarded = true;
+    if (proto == WireProtocol::kBinary) {
+      bin_process(session_, p.request, p.reply, 1);
+    } else {
+      text_process(session_, p.request, p.reply, 1);
+    }
+    session_.forwarded = false;
+    p.done = true;
+    ran_here = true;
+  }
+  if (gather_left_ == 0) {
+    finish_gather();
+    return ran_here;
+  }
+  inflight_ += static_cast<uint32_t>(gather_left_);
+  for (uint32_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].local) continue;
+    tokens_[i] = Token{worker_, this, i};
+    cluster.forward(parts[i].node, proto, parts[i].request, &on_forward_done, &tokens_[i]);
+  }
+  return ran_here;
+}
+
+void Conn::finish_gather() {
+  const size_t before = out_.size();
+  if (!closing_) gather_->compose(out_);
+  if (verbosity() > 1 && gather_->proto() == WireProtocol::kText) {
+    log_replies(fd_, std::string_view(out_).substr(before));
+  }
+  gather_.reset();
+}
+
+void Conn::on_forward_done(void* ctx, bool ok, std::string_view reply) {
+  auto* t = static_cast<Token*>(ctx);
+  t->worker->post(Completion{t->conn, t->slot, ok, std::string(reply)});
+}
+
+void Conn::on_barrier_done(void* ctx, bool ok) {
+  auto* t = static_cast<Token*>(ctx);
+  t->worker->post(Completion{t->conn, t->slot, ok, std::string()});
+}
+
+void Conn::complete(uint32_t slot, bool ok, std::string&& reply) {
+  --inflight_;
+  if (dead_) {
+    if (inflight_ == 0) delete this;
+    return;
+  }
+  if (slot == kBarrierSlot) {
+    barrier_pending_ = false;
+    if (!ok) {
+      // The batch's writes may not be in a secondary: none of its replies
+      // may reach the client. Dropping them desynchronises the client's
+      // reply stream, so the connection ends after the error line.
+      out_.resize(hold_);
+      if (proto_ != Proto::kBinary) out_.append("SERVER_ERROR replication failed\r\n");
+      closing_ = true;
+    }
+  } else if (gather_ != nullptr && slot < gather_->parts().size()) {
+    GatherPart& p = gather_->parts()[slot];
+    p.ok = ok;
+    p.reply = std::move(reply);
+    p.done = true;
+    if (--gather_left_ == 0) finish_gather();
+  }
+  drive(false, false);
 }
 
 }  // namespace ftm

@@ -5,6 +5,17 @@
 // requests are answered in order. While more than kOutHighWater bytes of
 // replies are unsent the connection stops reading and parsing (backpressure).
 //
+// Cluster mode (WorkerContext::cluster set): a request the parser reports as
+// remote (ProtoResult::remote) is sent to its owner(s) through a Gather
+// (forward_plan.h) and the connection is parked: no reading, no parsing, the
+// worker free for others, until every part answered; the reply then takes
+// the request's place in the output, so replies stay in request order. After
+// each batch run here, Cluster::barrier() holds the batch's replies back until
+// its writes are in every live secondary; if that fails the held replies are
+// dropped, a text client gets "SERVER_ERROR replication failed" and the
+// connection is closed, so no client ever sees STORED for an unreplicated
+// write. Cluster callbacks reach the connection through Worker::post().
+//
 // Thread-safety: a Conn lives on its worker's thread; only info() may be
 // called from another thread (it reads atomics and immutable fields).
 #ifndef FTM_SRC_CONN_H_
@@ -12,10 +23,13 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "src/clock.h"
+#include "src/forward_plan.h"
 #include "src/proto_text.h"
 #include "src/session.h"
 #include "src/worker.h"
@@ -45,8 +59,12 @@ class Conn {
   // this) when it has seen no command for `secs` and has nothing to send.
   // Returns true when closed.
   bool close_if_idle(rel_time_t now, int secs);
-  // Closes the socket and deletes this (worker thread).
+  // Closes the socket and deletes this (worker thread); with Cluster
+  // callbacks outstanding, the deletion waits for the last of them.
   void close();
+  // A Cluster callback's outcome, delivered by Worker (worker thread). May
+  // delete this.
+  void complete(uint32_t slot, bool ok, std::string&& reply);
 
  private:
   static void on_event(int fd, short what, void* arg);
@@ -60,6 +78,16 @@ class Conn {
   void update_events();
   bool ensure_room(size_t bytes);
   size_t pending() const { return out_.size() - wpos_; }
+  // Cluster mode.
+  bool parked() const { return gather_ != nullptr || barrier_pending_; }
+  size_t sendable() const { return (barrier_pending_ ? hold_ : out_.size()) - wpos_; }
+  void after_batch(const ProtoResult& r, std::string_view in, size_t out_before);
+  // Returns true if part of the request ran here (its effects then need the
+  // barrier too).
+  bool start_gather(const ProtoResult& r, std::string_view request);
+  void finish_gather();
+  static void on_forward_done(void* ctx, bool ok, std::string_view reply);
+  static void on_barrier_done(void* ctx, bool ok);
 
   Worker* worker_;
   int fd_;
@@ -87,6 +115,23 @@ class Conn {
   bool closing_ = false;  // close once out_ is written
   bool eof_ = false;      // peer closed its side
   bool resume_pending_ = false;
+
+  // Cluster mode. What a Cluster callback's ctx points to: stable while the
+  // call is out (tokens_ is resized only with no Gather outstanding).
+  struct Token {
+    Worker* worker;
+    Conn* conn;
+    uint32_t slot;
+  };
+  static constexpr uint32_t kBarrierSlot = UINT32_MAX;
+  std::unique_ptr<Gather> gather_;  // the request out at other nodes
+  size_t gather_left_ = 0;          // its parts not answered yet
+  std::vector<Token> tokens_;
+  Token barrier_token_{nullptr, nullptr, kBarrierSlot};
+  bool barrier_pending_ = false;
+  size_t hold_ = 0;        // while barrier_pending_: out_ from here on is held
+  uint32_t inflight_ = 0;  // Cluster callbacks still to come
+  bool dead_ = false;      // closed with callbacks outstanding
 
   std::atomic<const char*> state_{"conn_new_cmd"};
   std::atomic<rel_time_t> last_cmd_{0};

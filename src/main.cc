@@ -18,8 +18,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "rdma/fabric_info.h"
+#include "replication/cluster_node.h"
 #include "src/auth_file.h"
 #include "src/clock.h"
 #include "src/sasl.h"
@@ -149,6 +151,35 @@ int drop_privileges(const ftm::Settings& s) {
   return 0;
 }
 
+// Cluster mode (--meta): the node that joins the metadata server's cluster
+// and gives every worker routing, forwarding and the replication barrier.
+std::unique_ptr<ftm::repl::ClusterNode> start_cluster(const ftm::Settings& s, ftm::Store& store,
+                                                      ftm::Server& server, std::string* err) {
+  ftm::repl::ClusterNode::Options o;
+  o.meta_host = s.meta_host;
+  o.meta_port = static_cast<uint16_t>(s.meta_port);
+  o.node_id = s.node_id;
+  auto provider = ftm::rdma::parse_provider(s.fabric);
+  if (!provider) {
+    *err = provider.status().to_string();
+    return nullptr;
+  }
+  o.provider = *provider;
+  o.fabric_host = s.fabric_host;
+  o.fabric_port = static_cast<uint16_t>(s.fabric_port);
+  o.ring_size = s.replication_ring_size;
+  std::vector<ftm::ListenAddr> addrs;
+  ftm::split_listen(s.listen, s.port, &addrs);
+  std::string host = addrs.empty() ? std::string() : addrs[0].host;
+  if (host.empty() || host == "*" || host == "0.0.0.0" || host == "::") host = s.fabric_host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  o.memcached_addr = host + ":" + std::to_string(server.tcp_port());
+  o.settings = &server.settings();
+  o.server = &server;
+  o.register_stats = [&server](ftm::ThreadStats* ts) { server.add_thread_stats(ts); };
+  return ftm::repl::ClusterNode::start(o, store, err);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -220,6 +251,16 @@ int main(int argc, char** argv) {
   if (settings.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
     fprintf(stderr, "warning: -k invalid, mlockall() failed: %s\n", strerror(errno));
   }
+  std::unique_ptr<ftm::repl::ClusterNode> cluster;
+  if (settings.cluster()) {
+    cluster = start_cluster(settings, *store, *server, &err);
+    if (!cluster) {
+      fprintf(stderr, "%s\n", err.c_str());
+      if (!pid_file.empty()) unlink(pid_file.c_str());
+      return EX_UNAVAILABLE;
+    }
+    server->set_cluster(cluster.get());
+  }
   if (!server->start(&err)) {
     fprintf(stderr, "%s\n", err.c_str());
     if (!pid_file.empty()) unlink(pid_file.c_str());
@@ -228,7 +269,11 @@ int main(int argc, char** argv) {
   if (settings.daemonize) daemonize_done(settings.verbose > 0, settings.core_dumps);
 
   int rc = server->run();
+  // The workers are stopped: leave the cluster (peers' calls in flight
+  // fail, replication stops) before the store goes.
+  if (cluster) cluster->stop();
   server.reset();
+  cluster.reset();
   store.reset();
   if (!pid_file.empty()) unlink(pid_file.c_str());
   return rc;

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "src/clock.h"
+#include "src/cluster.h"
 #include "src/execute.h"
 #include "src/proto_bin_codec.h"
 #include "src/sasl.h"
@@ -514,6 +515,62 @@ Step Request::sasl_auth() {
   return st;
 }
 
+// Cluster mode: does this frame run elsewhere? Only a well-formed request
+// leaves; a malformed one (and anything before SASL authentication) runs
+// here, so its error and any close or swallow are the standalone ones. The
+// checks mirror Request::dispatch.
+Remote route(Session& s, const RequestHeader& h, std::string_view frame, uint32_t* node) {
+  const uint8_t ext = h.extlen;
+  const uint16_t kl = h.keylen;
+  const uint32_t bl = h.bodylen;
+  if (kl > bl || uint64_t{kl} + ext > bl || kl > kKeyMaxLength) return Remote::kNone;
+  const Settings* settings = s.ctx->settings;
+  if (settings != nullptr && settings->sasl && !s.authenticated) return Remote::kNone;
+  bool quiet = false;
+  bool valid = false;
+  bool has_value = false;
+  switch (fold_quiet(h.opcode, &quiet)) {
+    case bin::kFlush:
+      if (kl != 0 || bl != ext || (ext != 0 && ext != 4)) return Remote::kNone;
+      if (settings != nullptr && !settings->flush_enabled) return Remote::kNone;
+      return Remote::kBroadcast;
+    case bin::kSet:
+    case bin::kAdd:
+    case bin::kReplace:
+      valid = ext == 8 && kl != 0;
+      has_value = true;
+      break;
+    case bin::kAppend:
+    case bin::kPrepend:
+      valid = ext == 0 && kl != 0;
+      has_value = true;
+      break;
+    case bin::kGet:
+    case bin::kGetK:
+    case bin::kDelete:
+      valid = ext == 0 && bl == kl && kl != 0;
+      break;
+    case bin::kIncrement:
+    case bin::kDecrement:
+      valid = kl != 0 && ext == 20 && bl == uint64_t{kl} + ext;
+      break;
+    case bin::kTouch:
+    case bin::kGat:
+    case bin::kGatK:
+      valid = ext == 4 && kl != 0;
+      break;
+    default:
+      return Remote::kNone;
+  }
+  if (!valid) return Remote::kNone;
+  // Too large is refused here, swallowing the value, as standalone does.
+  if (has_value && !s.ctx->store->fits(kl, bl - kl - ext)) return Remote::kNone;
+  Route r = s.ctx->cluster->route(frame.substr(bin::kHeaderLen + ext, kl));
+  if (r.local) return Remote::kNone;
+  *node = r.node;
+  return Remote::kForward;
+}
+
 }  // namespace
 
 ProtoResult bin_process(Session& session, std::string_view in, std::string& out, int max_requests) {
@@ -551,6 +608,21 @@ ProtoResult bin_process(Session& session, std::string_view in, std::string& out,
     if (rest.size() < fixed) {
       r.need = r.consumed + fixed;
       return r;
+    }
+    if (session.ctx->cluster != nullptr && !session.forwarded) {
+      uint32_t node = 0;
+      if (Remote remote = route(session, h, rest, &node); remote != Remote::kNone) {
+        // Stop before it, whole: the connection layer sends it to its owner(s).
+        const size_t frame = bin::kHeaderLen + size_t{h.bodylen};
+        if (rest.size() < frame) {
+          r.need = r.consumed + frame;
+        } else {
+          r.remote = remote;
+          r.remote_node = node;
+          r.remote_len = frame;
+        }
+        return r;
+      }
     }
     Step st = Request(session, h, rest, out).run();
     if (st.need > 0) {

@@ -258,6 +258,7 @@ Outcome dispatch(Command& c, std::string_view rest) {
     reply(c, "ERROR\r\n");
     return o;
   }
+  if (c.session.ctx->cluster != nullptr && !c.session.forwarded && route(c, rest, &o)) return o;
   std::string_view cmd = c.tok[0];
   const char first = cmd[0];
 
@@ -428,6 +429,13 @@ ProtoResult text_process(Session& session, std::string_view in, std::string& out
     if (o.need > 0) {
       // A value block is incomplete: come back with the line and its block.
       r.need = consumed_line + o.need;
+      break;
+    }
+    if (o.remote != Remote::kNone) {
+      // Stop before it: the connection layer sends it to its owner(s).
+      r.remote = o.remote;
+      r.remote_node = o.node;
+      r.remote_len = consumed_line + o.data;
       break;
     }
     pos += consumed_line + o.data;

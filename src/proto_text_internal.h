@@ -65,6 +65,10 @@ struct Outcome {
   size_t need = 0;     // > 0: the value block is incomplete; need this many bytes after the line
   bool close = false;  // close the connection (drop unsent replies, as memcached's conn_closing)
   bool quit = false;   // close after the replies are written (memcached's "quit")
+  // Cluster mode: the command runs elsewhere (see ProtoResult::remote); `data`
+  // then counts the data block that travels with the line.
+  Remote remote = Remote::kNone;
+  uint32_t node = 0;
 };
 
 enum class StoreCmd { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
@@ -74,6 +78,9 @@ enum class StoreCmd { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
 Outcome process_update(Command& c, StoreCmd cmd, std::string_view rest);
 // proto_text_store.cc: get/gets/gat/gats (and memcached's legacy "bget").
 void process_get(Command& c, bool return_cas, bool touch);
+// proto_text_route.cc, cluster mode only: true if the tokenized command must
+// not run here, with *o telling where it goes (or what it still needs).
+bool route(Command& c, std::string_view rest, Outcome* o);
 
 }  // namespace ftm::text
 

@@ -196,6 +196,7 @@ bool Server::start(std::string* err) {
   }
   for (int i = 0; i < settings_.num_threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(this, i));
+    workers_.back()->context()->cluster = cluster_;
     if (!workers_.back()->start(udp_fds, err)) return false;
   }
   struct event* clock_ev = event_new(base_, -1, EV_PERSIST, on_clock, this);
@@ -210,6 +211,11 @@ bool Server::start(std::string* err) {
   reenable_ev_ = event_new(base_, -1, 0, on_reenable, this);
   events_.push_back(reenable_ev_);
   return true;
+}
+
+void Server::add_thread_stats(ThreadStats* stats) {
+  std::lock_guard g(extra_stats_mu_);
+  extra_stats_.push_back(stats);
 }
 
 int Server::run() {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,13 @@ class Server final : public ServerControl {
   // Opens every listening socket named by -p/-U/-l/-s. On failure returns
   // false with a message naming the address in *err.
   bool bind(std::string* err);
+  // Cluster mode: every worker's WorkerContext::cluster. Call before
+  // start(); `cluster` must outlive the workers (run() stops them).
+  void set_cluster(Cluster* cluster) { cluster_ = cluster; }
+  // Counters of a thread that is not a worker but runs commands (requests
+  // forwarded by other servers): `stats` sums them with the workers' and
+  // `stats reset` zeroes them. Any thread; `stats` must outlive the server.
+  void add_thread_stats(ThreadStats* stats);
   // Starts the worker threads. Returns false with *err on failure.
   bool start(std::string* err);
   // Runs the accept loop until SIGINT/SIGTERM or `shutdown`; then stops the
@@ -98,6 +106,9 @@ class Server final : public ServerControl {
   std::atomic<bool> accepting_{true};  // read by `stats` on worker threads
   size_t next_worker_ = 0;
   ConnCounters counters_;
+  Cluster* cluster_ = nullptr;
+  std::mutex extra_stats_mu_;
+  std::vector<ThreadStats*> extra_stats_;  // guarded by extra_stats_mu_
 };
 
 }  // namespace ftm

@@ -39,12 +39,16 @@ class ServerControl {
   virtual void shutdown() = 0;
 };
 
+class Cluster;  // src/cluster.h
+
 // One worker thread's view of the server. Not shared between threads.
 struct WorkerContext {
   Store* store = nullptr;
   ThreadStats* stats = nullptr;
   const Settings* settings = nullptr;
   ServerControl* server = nullptr;
+  // Cluster mode only (--meta): routing, forwarding, replication barrier.
+  Cluster* cluster = nullptr;
 };
 
 // Per-connection protocol state, owned by the connection.
@@ -59,6 +63,9 @@ struct Session {
   // Authentication has succeeded on this connection: text-protocol (-Y) or
   // binary SASL (-S), as memcached's c->authenticated.
   bool authenticated = false;
+  // This session executes requests forwarded by another server: they are
+  // always executed locally, never routed or forwarded again.
+  bool forwarded = false;
   // Binary SASL (-S) state, created on first use by src/sasl.cc (an opaque
   // sasl_conn_t handle and its release function) and released with the
   // Session; this makes a Session move-only.

@@ -78,12 +78,17 @@ bool Server::collect_stats(std::string_view group, StatsSink& sink) {
         counters_.conn_structures.load(std::memory_order_relaxed) + listener_conns);
     // Per-thread counters, summed; conn_yields is printed later, as memcached does.
     std::vector<std::pair<std::string_view, uint64_t>> sums;
-    for (const auto& w : workers_) {
+    auto add = [&](const ThreadStats& ts) {
       size_t k = 0;
-      w->stats().for_each([&](std::string_view name, uint64_t v) {
+      ts.for_each([&](std::string_view name, uint64_t v) {
         if (k == sums.size()) sums.emplace_back(name, 0);
         sums[k++].second += v;
       });
+    };
+    for (const auto& w : workers_) add(w->stats());
+    {
+      std::lock_guard g(extra_stats_mu_);
+      for (const ThreadStats* ts : extra_stats_) add(*ts);
     }
     if (workers_.empty()) {
       ThreadStats zero;
@@ -183,6 +188,10 @@ bool Server::collect_stats(std::string_view group, StatsSink& sink) {
     e.u("items:1:evicted_time", 0);
     uint64_t oom = 0;
     for (const auto& w : workers_) oom += w->stats().store_no_memory.load();
+    {
+      std::lock_guard g(extra_stats_mu_);
+      for (const ThreadStats* ts : extra_stats_) oom += ts->store_no_memory.load();
+    }
     e.u("items:1:outofmemory", oom);
     e.u("items:1:tailrepairs", 0);
     e.u("items:1:reclaimed", ss.reclaimed);
@@ -230,6 +239,10 @@ bool Server::collect_stats(std::string_view group, StatsSink& sink) {
 
 void Server::reset_stats() {
   for (const auto& w : workers_) w->stats().reset();
+  {
+    std::lock_guard g(extra_stats_mu_);
+    for (ThreadStats* ts : extra_stats_) ts->reset();
+  }
   store_->reset_stats();
   counters_.total_conns.store(0, std::memory_order_relaxed);
   counters_.rejected_conns.store(0, std::memory_order_relaxed);

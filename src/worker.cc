@@ -28,6 +28,8 @@ Worker::~Worker() {
   for (UdpConn* u : udp_) delete u;
   if (notify_ev_ != nullptr) event_free(notify_ev_);
   if (tick_ev_ != nullptr) event_free(tick_ev_);
+  if (done_ev_ != nullptr) event_free(done_ev_);
+  if (done_fd_ >= 0) ::close(done_fd_);
   if (notify_fd_ >= 0) ::close(notify_fd_);
   if (base_ != nullptr) event_base_free(base_);
   std::lock_guard<std::mutex> lock(queue_mu_);
@@ -43,6 +45,16 @@ bool Worker::start(const std::vector<int>& udp_fds, std::string* err) {
   notify_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (notify_fd_ < 0) {
     *err = std::string("failed creating eventfd for worker thread: ") + strerror(errno);
+    return false;
+  }
+  done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (done_fd_ < 0) {
+    *err = std::string("failed creating eventfd for worker thread: ") + strerror(errno);
+    return false;
+  }
+  done_ev_ = event_new(base_, done_fd_, EV_READ | EV_PERSIST, on_completion, this);
+  if (done_ev_ == nullptr || event_add(done_ev_, nullptr) != 0) {
+    *err = "worker " + std::to_string(index_) + ": cannot register events";
     return false;
   }
   notify_ev_ = event_new(base_, notify_fd_, EV_READ | EV_PERSIST, on_notify, this);
@@ -140,6 +152,32 @@ void Worker::remove_conn(Conn* c) {
 void Worker::for_each_conn(const std::function<void(const ConnInfo&)>& fn) {
   std::lock_guard<std::mutex> lock(conns_mu_);
   for (const Conn* c : conns_) fn(c->info());
+}
+
+void Worker::post(Completion c) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    wake = completions_.empty();  // else a wake-up is already on its way
+    completions_.push_back(std::move(c));
+  }
+  if (!wake) return;
+  uint64_t one = 1;
+  ssize_t n = ::write(done_fd_, &one, sizeof one);
+  (void)n;  // EAGAIN only when the counter is saturated: the worker is awake anyway
+}
+
+void Worker::on_completion(int fd, short, void* arg) {
+  uint64_t v;
+  ssize_t n = ::read(fd, &v, sizeof v);
+  (void)n;
+  auto* w = static_cast<Worker*>(arg);
+  std::vector<Completion> batch;
+  {
+    std::lock_guard<std::mutex> lock(w->done_mu_);
+    batch.swap(w->completions_);
+  }
+  for (Completion& c : batch) c.conn->complete(c.slot, c.ok, std::move(c.reply));
 }
 
 void Worker::on_tick(int, short, void* arg) { static_cast<Worker*>(arg)->close_idle(); }

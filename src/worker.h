@@ -2,10 +2,11 @@
 // connections handed to it by the listener, and (with -U) its share of the
 // UDP sockets. New connections arrive through a mutex-protected queue and an
 // eventfd that wakes the worker's loop (memcached's thread.c does the same
-// with a pipe).
+// with a pipe). In cluster mode, Cluster callbacks (which fire on fabric
+// threads) come back the same way through a second queue and eventfd.
 //
-// Thread-safety: dispatch(), stop() and for_each_conn() are safe from any
-// thread; everything else runs on the worker's own thread.
+// Thread-safety: dispatch(), post(), stop() and for_each_conn() are safe from
+// any thread; everything else runs on the worker's own thread.
 #ifndef FTM_SRC_WORKER_H_
 #define FTM_SRC_WORKER_H_
 
@@ -44,6 +45,16 @@ struct ConnInfo {
   uint32_t secs_since_last_cmd;
 };
 
+// A Cluster callback's outcome on its way from a fabric thread to the
+// worker that owns the connection (src/cluster.h: a callback must never
+// touch a connection itself).
+struct Completion {
+  Conn* conn = nullptr;
+  uint32_t slot = 0;  // which of the connection's outstanding calls
+  bool ok = false;
+  std::string reply;  // copied: the callback's bytes die with the call
+};
+
 class Worker {
  public:
   Worker(Server* server, int index);
@@ -58,6 +69,10 @@ class Worker {
   void dispatch(NewConn c);
   // Asks the loop to exit and joins the thread (any thread but this one).
   void stop();
+  // Hands a Cluster callback's outcome to this worker's loop (any thread).
+  // The Cluster must be stopped (no callback pending) before the Worker is
+  // destroyed.
+  void post(Completion c);
   // Calls fn for every open connection (any thread; takes the conn lock).
   void for_each_conn(const std::function<void(const ConnInfo&)>& fn);
 
@@ -73,6 +88,7 @@ class Worker {
  private:
   static void on_notify(int fd, short what, void* arg);
   static void on_tick(int fd, short what, void* arg);
+  static void on_completion(int fd, short what, void* arg);
   void run();
   void drain_queue();
   void close_idle();
@@ -92,6 +108,10 @@ class Worker {
   std::mutex conns_mu_;    // guards conns_ membership (readers: stats conns)
   std::vector<Conn*> conns_;
   std::vector<UdpConn*> udp_;
+  int done_fd_ = -1;  // wakes the loop for completions_
+  struct event* done_ev_ = nullptr;
+  std::mutex done_mu_;
+  std::vector<Completion> completions_;  // guarded by done_mu_
 };
 
 }  // namespace ftm
