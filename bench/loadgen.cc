@@ -7,9 +7,11 @@
 // line of key=value pairs, which bench/load.sh turns into ratios against
 // stock memcached.
 //
-// Usage: loadgen -p PORT [-h HOST] [-T threads] [-C conns per thread]
+// Usage: loadgen -p PORT[,PORT...] [-h HOST] [-T threads] [-C conns per thread]
 //                [-d seconds] [-g get fraction 0..1] [-s value bytes]
 //                [-k keys] [--no-preload]
+// With several ports (the servers of one cluster, bench/cluster_load.sh)
+// the connections are spread over them round-robin.
 // Every socket has a receive timeout, so a dead or stuck server ends the run
 // with an error instead of a hang.
 #include <arpa/inet.h>
@@ -36,7 +38,7 @@ namespace {
 
 struct Options {
   std::string host = "127.0.0.1";
-  int port = 11211;
+  std::vector<int> ports;  // -p: one or more, comma-separated
   int threads = 2;
   int conns = 4;
   double seconds = 5;
@@ -53,12 +55,12 @@ using Clock = std::chrono::steady_clock;
   exit(2);
 }
 
-int connect_to(const Options& o) {
+int connect_to(const Options& o, int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) die("socket");
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_port = htons(o.port);
+  sa.sin_port = htons(port);
   if (inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr) != 1) {
     fprintf(stderr, "loadgen: bad host %s (IPv4 address expected)\n", o.host.c_str());
     exit(2);
@@ -84,7 +86,7 @@ void send_all(int fd, const std::string& s) {
 // One connection: sends a request, reads until the reply's terminator.
 class Conn {
  public:
-  explicit Conn(const Options& o) : fd_(connect_to(o)) {}
+  Conn(const Options& o, int port) : fd_(connect_to(o, port)) {}
   ~Conn() { close(fd_); }
 
   // Reads until `buf_` ends with `terminator` (the whole reply).
@@ -118,7 +120,7 @@ std::string set_request(int key, const std::string& value) {
 }
 
 void preload(const Options& o, const std::string& value) {
-  Conn c(o);
+  Conn c(o, o.ports[0]);
   for (int i = 0; i < o.keys; ++i) {
     send_all(c.fd(), set_request(i, value));
     c.await("STORED\r\n");
@@ -131,9 +133,10 @@ struct ThreadResult {
 };
 
 void run_thread(const Options& o, const std::string& value, Clock::time_point stop, unsigned seed,
-                ThreadResult* out) {
+                int first_conn, ThreadResult* out) {
   std::vector<Conn*> conns;
-  for (int i = 0; i < o.conns; ++i) conns.push_back(new Conn(o));
+  for (int i = 0; i < o.conns; ++i)
+    conns.push_back(new Conn(o, o.ports[(first_conn + i) % o.ports.size()]));
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> pick_key(0, o.keys - 1);
   std::uniform_real_distribution<double> pick_op(0, 1);
@@ -164,7 +167,7 @@ void run_thread(const Options& o, const std::string& value, Clock::time_point st
 
 void usage() {
   fprintf(stderr,
-          "usage: loadgen -p PORT [-h HOST] [-T threads] [-C conns/thread] [-d seconds]\n"
+          "usage: loadgen -p PORT[,PORT...] [-h HOST] [-T threads] [-C conns/thread] [-d seconds]\n"
           "               [-g get-fraction] [-s value-bytes] [-k keys] [--no-preload]\n");
 }
 
@@ -177,7 +180,10 @@ int main(int argc, char** argv) {
   while ((c = getopt_long(argc, argv, "h:p:T:C:d:g:s:k:", longopts, nullptr)) != -1) {
     switch (c) {
       case 'h': o.host = optarg; break;
-      case 'p': o.port = atoi(optarg); break;
+      case 'p':
+        for (char* tok = strtok(optarg, ","); tok != nullptr; tok = strtok(nullptr, ","))
+          o.ports.push_back(atoi(tok));
+        break;
       case 'T': o.threads = atoi(optarg); break;
       case 'C': o.conns = atoi(optarg); break;
       case 'd': o.seconds = atof(optarg); break;
@@ -188,7 +194,9 @@ int main(int argc, char** argv) {
       default: usage(); return 64;
     }
   }
-  if (o.port <= 0 || o.threads <= 0 || o.conns <= 0 || o.keys <= 0 || o.value_size < 0 ||
+  bool ports_ok = !o.ports.empty();
+  for (int p : o.ports) ports_ok = ports_ok && p > 0 && p < 65536;
+  if (!ports_ok || o.threads <= 0 || o.conns <= 0 || o.keys <= 0 || o.value_size < 0 ||
       o.seconds <= 0 || o.get_fraction < 0 || o.get_fraction > 1) {
     usage();
     return 64;
@@ -201,7 +209,8 @@ int main(int argc, char** argv) {
   std::vector<ThreadResult> results(static_cast<size_t>(o.threads));
   std::vector<std::thread> threads;
   for (int t = 0; t < o.threads; ++t)
-    threads.emplace_back(run_thread, std::cref(o), std::cref(value), stop, 1234u + t, &results[t]);
+    threads.emplace_back(run_thread, std::cref(o), std::cref(value), stop, 1234u + t, t * o.conns,
+                         &results[t]);
   for (auto& t : threads) t.join();
   double elapsed = std::chrono::duration<double>(Clock::now() - begin).count();
 
