@@ -6,7 +6,8 @@
 set -euo pipefail
 build_pkgs=(g++ make autoconf automake libtool pkg-config
             libevent-dev libjemalloc-dev libxxhash-dev libfabric-dev libfabric-bin
-            libgtest-dev libbenchmark-dev libsasl2-dev libsasl2-modules)
+            libgtest-dev libbenchmark-dev libsasl2-dev libsasl2-modules
+            netcat-openbsd)
 test_pkgs=(python3 python3-pytest python3-pymemcache python3-pylibmc
            memcached libmemcached-tools iproute2 man-db clang)
 pkgs=("${build_pkgs[@]}")
