@@ -64,15 +64,17 @@ class [[nodiscard]] Status {
   std::string msg_;
 };
 
-// A value or the Status explaining its absence (std::expected is C++23).
-template <class T>
-class [[nodiscard]] Result {
+// A value or the status S explaining its absence (std::expected is C++23).
+// Shared by the fabric layer (Result, with Status) and the cluster layer
+// (repl::ClusterResult, with its ClusterStatus).
+template <class T, class S>
+class [[nodiscard]] BasicResult {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit on purpose
-  Result(Status status) : status_(std::move(status)) {}  // NOLINT
+  BasicResult(T value) : value_(std::move(value)) {}  // NOLINT: implicit on purpose
+  BasicResult(S status) : status_(std::move(status)) {}  // NOLINT
   bool is_ok() const { return value_.has_value(); }
   explicit operator bool() const { return is_ok(); }
-  const Status& status() const { return status_; }
+  const S& status() const { return status_; }
   // REQUIRES: is_ok().
   T& value() & { return *value_; }
   const T& value() const& { return *value_; }
@@ -85,8 +87,12 @@ class [[nodiscard]] Result {
 
  private:
   std::optional<T> value_;
-  Status status_;
+  S status_;
 };
+
+// A value or the Status explaining its absence.
+template <class T>
+using Result = BasicResult<T, Status>;
 
 }  // namespace ftm::rdma
 

@@ -45,6 +45,8 @@
 #include <utility>
 #include <vector>
 
+#include "rdma/status.h"
+
 namespace ftm::repl {
 
 // Errors of the cluster code (map, control messages, meta server,
@@ -82,26 +84,7 @@ class [[nodiscard]] ClusterStatus {
 
 // A value or the ClusterStatus explaining its absence.
 template <class T>
-class [[nodiscard]] ClusterResult {
- public:
-  ClusterResult(T v) : value_(std::move(v)) {}  // NOLINT: implicit on purpose
-  ClusterResult(ClusterStatus s) : status_(std::move(s)) {}  // NOLINT
-  bool is_ok() const { return value_.has_value(); }
-  explicit operator bool() const { return is_ok(); }
-  const ClusterStatus& status() const { return status_; }
-  // REQUIRES: is_ok().
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  T& operator*() & { return *value_; }
-  const T& operator*() const& { return *value_; }
-
- private:
-  std::optional<T> value_;
-  ClusterStatus status_;
-};
+using ClusterResult = rdma::BasicResult<T, ClusterStatus>;
 
 enum class ServerState : uint8_t {
   kJoining = 1,  // registered, not yet serving (reserved for recovery, issue 6)
