@@ -91,6 +91,38 @@ class Request {
     return true;
   }
 
+  // Copies the frame's value, then "\r\n", into a freshly allocated item.
+  void fill_value(Item* item) const {
+    const uint32_t vlen = value_len();
+    std::memcpy(item->value_buf(), frame_.data() + fixed_len(), vlen);
+    std::memcpy(item->value_buf() + vlen, "\r\n", 2);
+  }
+  // Answers a failed Store::allocate as memcached's process_bin_update does.
+  void alloc_error(AllocError err) {
+    if (err == AllocError::kTooLarge) {
+      error(bin::kTooBig);
+    } else {
+      error(bin::kOutOfMemory, "Out of memory allocating item");
+    }
+  }
+  // Answers a store outcome; `otherwise` is the status of the remaining
+  // outcomes (not stored), which depends on the command.
+  void store_reply(exec::StoreResult r, uint64_t cas_out, uint16_t otherwise) {
+    switch (r) {
+      case exec::StoreResult::kStored:
+        respond({}, cas_out);
+        break;
+      case exec::StoreResult::kExists:
+        error(bin::kKeyExists);
+        break;
+      case exec::StoreResult::kNotFound:
+        error(bin::kKeyNotFound);
+        break;
+      default:
+        error(otherwise);
+    }
+  }
+
   Step get_or_touch();
   Step update();
   Step append_prepend();
@@ -290,15 +322,10 @@ Step Request::update() {
       Txn txn = store().begin(k);
       if (Item* old = txn.find()) txn.unlink(old);
     }
-    if (err == AllocError::kTooLarge) {
-      error(bin::kTooBig);
-    } else {
-      error(bin::kOutOfMemory, "Out of memory allocating item");
-    }
+    alloc_error(err);
     return st;
   }
-  std::memcpy(item->value_buf(), frame_.data() + fixed_len(), vlen);
-  std::memcpy(item->value_buf() + vlen, "\r\n", 2);
+  fill_value(item.get());
 
   // memcached: a non-zero cas turns set, add and replace alike into a cas.
   const uint64_t cas_in = store().options().use_cas ? h_.cas : 0;
@@ -307,21 +334,11 @@ Step Request::update() {
                                                  : exec::StoreMode::kSet;
   if (cas_in != 0) mode = exec::StoreMode::kCas;
   uint64_t cas_out = 0;
-  switch (exec::store_item(store(), stats(), std::move(item), mode, cas_in, &cas_out)) {
-    case exec::StoreResult::kStored:
-      respond({}, cas_out);
-      break;
-    case exec::StoreResult::kExists:
-      error(bin::kKeyExists);
-      break;
-    case exec::StoreResult::kNotFound:
-      error(bin::kKeyNotFound);
-      break;
-    default:
-      error(mode == exec::StoreMode::kAdd       ? bin::kKeyExists
-            : mode == exec::StoreMode::kReplace ? bin::kKeyNotFound
-                                                : bin::kNotStored);
-  }
+  exec::StoreResult r = exec::store_item(store(), stats(), std::move(item), mode, cas_in, &cas_out);
+  store_reply(r, cas_out,
+              mode == exec::StoreMode::kAdd       ? bin::kKeyExists
+              : mode == exec::StoreMode::kReplace ? bin::kKeyNotFound
+                                                  : bin::kNotStored);
   return st;
 }
 
@@ -334,32 +351,16 @@ Step Request::append_prepend() {
   AllocError err = AllocError::kNone;
   ItemPtr item = store().allocate(k, 0, 0, vlen, &err);
   if (!item) {
-    if (err == AllocError::kTooLarge) {
-      error(bin::kTooBig);
-    } else {
-      error(bin::kOutOfMemory, "Out of memory allocating item");
-    }
+    alloc_error(err);
     return st;
   }
-  std::memcpy(item->value_buf(), frame_.data() + fixed_len(), vlen);
-  std::memcpy(item->value_buf() + vlen, "\r\n", 2);
+  fill_value(item.get());
   exec::StoreOptions opts;
   opts.cas_in = store().options().use_cas ? h_.cas : 0;
   exec::StoreMode mode = cmd_ == bin::kAppend ? exec::StoreMode::kAppend : exec::StoreMode::kPrepend;
   uint64_t cas_out = 0;
-  switch (exec::store_item_ex(store(), stats(), std::move(item), mode, opts, &cas_out)) {
-    case exec::StoreResult::kStored:
-      respond({}, cas_out);
-      break;
-    case exec::StoreResult::kExists:
-      error(bin::kKeyExists);
-      break;
-    case exec::StoreResult::kNotFound:
-      error(bin::kKeyNotFound);
-      break;
-    default:
-      error(bin::kNotStored);
-  }
+  exec::StoreResult r = exec::store_item_ex(store(), stats(), std::move(item), mode, opts, &cas_out);
+  store_reply(r, cas_out, bin::kNotStored);
   return st;
 }
 
