@@ -2,7 +2,8 @@
 // and the progress engine that drives the completion and event queues.
 // Only rdma/*.cc include this (it pulls in libfabric).
 //
-// Locking order: cq_mu -> ConnState::mu -> (map_mu | fail_mu | ListenerState::mu).
+// Locking order: cq_mu -> ConnState::mu -> (map_mu | fail_mu | ListenerState::mu);
+//                cq_mu -> eq_mu -> map_mu.
 // Invariant that makes op contexts safe: an OpState stays in its
 // connection's `inflight` map (which owns it) until either its completion is
 // read from the CQ, or its endpoint has been closed and the CQ drained under
@@ -143,6 +144,13 @@ struct Domain : std::enable_shared_from_this<Domain> {
 
   std::mutex cq_mu;  // whoever reads the CQ and dispatches holds this
   std::mutex map_mu;
+  // Held from fi_eq_read to the lookup of the event's fid in `eps`, and
+  // around fi_shutdown + fi_close of an endpoint. fi_close purges the
+  // endpoint's queued events, but one already read stays in our hands; an
+  // endpoint opened after the close can get the freed fid's address, and
+  // without this lock the stale event (our own FI_SHUTDOWN, say) would be
+  // taken for the new endpoint's.
+  std::mutex eq_mu;
   std::unordered_map<fid_t, std::shared_ptr<ConnState>> eps;
   std::unordered_map<fid_t, std::shared_ptr<ListenerState>> peps;
 
@@ -191,7 +199,14 @@ struct Domain : std::enable_shared_from_this<Domain> {
   Status make_endpoint(fi_info* info, const std::shared_ptr<ConnState>& c,
                        const char* op);
   void unregister_ep(fid_t fid);
+  // The connection registered under `fid`, or null.
+  std::shared_ptr<ConnState> find_ep(fid_t fid);
 };
+
+// Test hook: when set, poll_eq calls it after each fi_eq_read that returned
+// an event, before it looks the event's fid up (so a test can widen that
+// window). Null in production; set only while no Fabric exists.
+extern std::atomic<void (*)()> after_eq_read_hook;
 
 }  // namespace ftm::rdma::detail
 

@@ -13,6 +13,8 @@
 
 namespace ftm::rdma::detail {
 
+std::atomic<void (*)()> after_eq_read_hook{nullptr};
+
 namespace {
 constexpr int kBatch = 32;
 constexpr auto kDeadlineScan = std::chrono::milliseconds(1);
@@ -133,6 +135,12 @@ Status Domain::make_endpoint(fi_info* fi, const std::shared_ptr<ConnState>& c,
   std::lock_guard g(map_mu);
   eps[&c->ep->fid] = c;
   return Status::ok();
+}
+
+std::shared_ptr<ConnState> Domain::find_ep(fid_t fid) {
+  std::lock_guard g(map_mu);
+  auto it = eps.find(fid);
+  return it == eps.end() ? nullptr : it->second;
 }
 
 void Domain::unregister_ep(fid_t fid) {
@@ -262,8 +270,11 @@ void Domain::teardown(const std::shared_ptr<ConnState>& c, Status why,
   std::vector<std::shared_ptr<OpState>> left;
   {
     std::lock_guard lk(cq_mu);
-    if (final == Phase::kClosed) fi_shutdown(ep, 0);
-    fi_close(&ep->fid);
+    {
+      std::lock_guard eg(eq_mu);  // see eq_mu: no stale event outlives this
+      if (final == Phase::kClosed) fi_shutdown(ep, 0);
+      fi_close(&ep->fid);
+    }
     // Completions the provider queued before the close still point at our
     // ops: dispatch them before declaring the rest abandoned.
     drain_locked();
@@ -287,16 +298,14 @@ void Domain::poll_eq() {
   alignas(fi_eq_cm_entry) uint8_t buf[sizeof(fi_eq_cm_entry) + 512];
   for (int i = 0; i < 16; i++) {
     uint32_t event = 0;
+    std::unique_lock eql(eq_mu);  // until the fid is looked up: see eq_mu
     ssize_t n = fi_eq_read(eq, &event, buf, sizeof buf, 0);
     if (n == -FI_EAVAIL) {
       fi_eq_err_entry err{};
       if (fi_eq_readerr(eq, &err, 0) < 0) return;
-      std::shared_ptr<ConnState> c;
-      {
-        std::lock_guard g(map_mu);
-        auto it = eps.find(err.fid);
-        if (it != eps.end()) c = it->second;
-      }
+      if (auto hook = after_eq_read_hook.load()) hook();
+      std::shared_ptr<ConnState> c = find_ep(err.fid);
+      eql.unlock();
       if (!c) continue;
       bool connecting;
       {
@@ -317,6 +326,7 @@ void Domain::poll_eq() {
       continue;
     }
     if (n < 0) return;  // -FI_EAGAIN
+    if (auto hook = after_eq_read_hook.load()) hook();
     auto* cm = reinterpret_cast<fi_eq_cm_entry*>(buf);
     size_t data_len =
         size_t(n) > sizeof(fi_eq_cm_entry) ? size_t(n) - sizeof(fi_eq_cm_entry) : 0;
@@ -327,6 +337,7 @@ void Domain::poll_eq() {
         auto it = peps.find(cm->fid);
         if (it != peps.end()) l = it->second;
       }
+      eql.unlock();
       PendingConnReq req;
       req.info = cm->info;
       req.addr = sockaddr_to_string(cm->info ? cm->info->dest_addr : nullptr);
@@ -349,12 +360,8 @@ void Domain::poll_eq() {
     }
     // Only FI_CONNREQ carries an fi_info (fi_eq(3)); `info` is not ours to
     // free for the other events.
-    std::shared_ptr<ConnState> c;
-    {
-      std::lock_guard g(map_mu);
-      auto it = eps.find(cm->fid);
-      if (it != eps.end()) c = it->second;
-    }
+    std::shared_ptr<ConnState> c = find_ep(cm->fid);
+    eql.unlock();
     if (!c) continue;
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
