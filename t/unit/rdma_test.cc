@@ -25,6 +25,7 @@
 #include "rdma/listener.h"
 #include "rdma/memory_region.h"
 #include "rdma/region_descriptor.h"
+#include "t/unit/proc_util.h"
 #include "t/unit/rdma_helper.h"
 
 namespace ftm::rdma {
@@ -54,20 +55,7 @@ int count_dir(const char* path) {
   return n;
 }
 
-// SIGSTOP is asynchronous: wait until /proc says the process is stopped.
-bool wait_stopped(pid_t pid) {
-  std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  for (int i = 0; i < 1000; i++) {
-    if (FILE* f = std::fopen(path.c_str(), "r")) {
-      char state = 0;
-      int n = std::fscanf(f, "%*d (%*[^)]) %c", &state);
-      std::fclose(f);
-      if (n == 1 && (state == 'T' || state == 't')) return true;
-    }
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return false;
-}
+using ftm::testing::wait_stopped;
 
 FabricOptions options(ProviderChoice p, const std::string& id) {
   FabricOptions o;

@@ -26,6 +26,7 @@
 #include "rdma/fabric_domain.h"
 #include "rdma/listener.h"
 #include "rdma/region_descriptor.h"
+#include "t/unit/proc_util.h"
 #include "replication/effect.h"
 #include "replication/log_applier.h"
 #include "replication/log_ring.h"
@@ -742,6 +743,9 @@ TEST_F(ReplLogProcessTest, StoppedSecondaryTimesOutPendingAppends) {
   // A stopped secondary never completes a write: the appends are accepted
   // (there is space) and fail at the deadline (300 ms here), not hang.
   ASSERT_EQ(kill(child_.pid, SIGSTOP), 0);
+  // Else a child not yet stopped can still complete appends (seen once in
+  // 15 runs at load 6).
+  ASSERT_TRUE(ftm::testing::wait_stopped(child_.pid));
   auto t0 = SteadyClock::now();
   for (uint64_t i = 51; i <= 70; i++)
     ASSERT_TRUE(writer_->append(Item("s" + std::to_string(i), value, 0, i), &Tally::cb, &tally));
