@@ -21,6 +21,7 @@
 # machine's cores: compare ratios, not absolute numbers, across machines.
 set -euo pipefail
 build=$(cd "${1:-.}" && pwd)
+source "$(dirname "$0")/../scripts/serves.sh"
 ftm="$build/ftmemcached"
 meta="$build/ftmemcached-meta"
 ctl="$build/ftmemcached-ctl"
@@ -81,7 +82,8 @@ formed=0
 for _ in $(seq 300); do
   n=$("$ctl" --fabric tcp --meta "$meta_addr" --timeout 1000 status 2>/dev/null |
       grep -cE '^[0-9]+ +up +up ' || true)
-  [ "$n" = 3 ] && { formed=1; break; }
+  [ "$n" = 3 ] && serves "${cports[0]}" && serves "${cports[1]}" && serves "${cports[2]}" &&
+    { formed=1; break; }
   sleep 0.1
 done
 if [ $formed = 0 ]; then

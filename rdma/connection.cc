@@ -34,6 +34,12 @@ Status Op::wait() {
   // sleep once nothing at all has completed for `wait_spin`, or after
   // kMaxSpin in any case (other connections' traffic must not keep a thread
   // waiting for a quiet one spinning forever).
+  if (d.opts.progress == ProgressMode::kBlocking) {
+    d.drive();  // one look: the completion may be queued already
+    if (!op->done.load(std::memory_order_acquire))
+      op->done.wait();
+    return op->status;
+  }
   d.drivers++;
   uint64_t seen = d.completions.load(std::memory_order_relaxed);
   auto start = Clock::now();
@@ -58,7 +64,7 @@ Status Op::wait() {
   // a message or the connection's failure, as documented.
   if (!op->done.load(std::memory_order_acquire)) {
     d.kick();
-    op->done.wait(false, std::memory_order_acquire);
+    op->done.wait();
   }
   return op->status;
 }
@@ -104,7 +110,7 @@ std::shared_ptr<OpState> failed(const std::shared_ptr<ConnState>& c,
   auto op = std::make_shared<OpState>();
   op->conn = c;
   op->status = std::move(st);
-  op->done = true;
+  op->done.set();
   return op;
 }
 
@@ -167,7 +173,7 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
                          : Status(c->why.code(), c->peer, name,
                                   "connection unusable: " + c->why.message());
         op->status = std::move(why);
-        op->done = true;
+        op->done.set();
         return op;
       }
       c->inflight.emplace(op.get(), op);
@@ -203,7 +209,7 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
       if (ret != -FI_EAGAIN) {
         op->status = Status(Code::kFabricError, c->peer, name,
                             "post failed: " + detail::fi_error_string(int(ret)));
-        op->done = true;
+        op->done.set();
         return op;
       }
     }
@@ -211,7 +217,7 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
     if (op->has_deadline && Clock::now() >= op->deadline) {
       op->status = Status(Code::kTimeout, c->peer, name,
                           "transmit queue stayed full until the deadline");
-      op->done = true;
+      op->done.set();
       return op;
     }
     d.drive();

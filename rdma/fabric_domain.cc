@@ -156,6 +156,12 @@ Result<std::unique_ptr<Fabric>> Fabric::open(const FabricOptions& options) {
   d->delivery_complete = dc;
   d->max_msg_size = fi->ep_attr->max_msg_size;
   d->description = describe_info(fi, dc, ordered);
+  if (d->opts.progress == ProgressMode::kAuto)
+    d->opts.progress = d->provider == "verbs" ? ProgressMode::kAdaptive
+                                              : ProgressMode::kBlocking;
+  d->description += d->opts.progress == ProgressMode::kBlocking  ? " waits=block"
+                    : d->opts.progress == ProgressMode::kBusyPoll ? " waits=busy-poll"
+                                                                   : " waits=poll";
 
   if ((ret = fi_fabric(fi->fabric_attr, &d->fabric, nullptr)))
     return fab_err("fi_fabric", ret);
@@ -197,6 +203,7 @@ Result<std::unique_ptr<Fabric>> Fabric::open(const FabricOptions& options) {
 Fabric::~Fabric() = default;
 
 const std::string& Fabric::provider() const { return d_->provider; }
+ProgressMode Fabric::progress() const { return d_->opts.progress; }
 std::string Fabric::describe() const { return d_->description; }
 const std::string& Fabric::identity() const { return d_->identity; }
 

@@ -18,7 +18,8 @@
 // sleeps; it busy-polls while operations with deadlines are outstanding (or
 // always, with ProgressMode::kBusyPoll), lingers briefly after incoming
 // traffic, and otherwise sleeps in poll() on the queues' wait fds (1 ms naps
-// while anything is open). It also enforces every operation's deadline and
+// while anything is open); with ProgressMode::kBlocking it never spins and
+// Op::wait sleeps at once. It also enforces every operation's deadline and
 // tears broken connections down. See rdma/README.md.
 //
 // Thread-safety: all methods are safe for concurrent use. Objects created by
@@ -55,6 +56,16 @@ Result<ProviderChoice> parse_provider(std::string_view name);
 enum class ProgressMode {
   kAdaptive,  // busy-poll while work is outstanding, else nap in poll()
   kBusyPoll,  // always busy-poll: lowest latency for a target, costs a core
+  // Never spin: the progress thread sleeps in poll() on the queues' wait
+  // fds (waking at least every millisecond for deadlines) and Op::wait
+  // sleeps at once. For machines with fewer cores than busy threads (a
+  // whole cluster on one small host), where a spinning thread holds the
+  // core the thread it waits for needs.
+  kBlocking,
+  // kAdaptive on verbs (completions come from the NIC without a syscall:
+  // spinning pays), kBlocking elsewhere (tcp: each completion is a socket
+  // read anyway, and spinning starves the server's own workers).
+  kAuto,
 };
 
 struct FabricOptions {
@@ -91,6 +102,10 @@ class Fabric {
 
   // Provider name picked ("tcp", "verbs", ...).
   const std::string& provider() const;
+  // How this fabric's threads wait (FabricOptions::progress, with kAuto
+  // resolved for the provider picked). Threads built on the fabric that
+  // poll for their own work (the replication log's) follow it.
+  ProgressMode progress() const;
   // One line: provider, fabric, domain, progress models, mr_mode, completion
   // semantics, limits (max message, queue depths, key size).
   std::string describe() const;

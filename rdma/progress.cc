@@ -4,9 +4,12 @@
 // runs loop(); application threads inside Op::wait also call drive() so a
 // waiting initiator sees its completion without a thread hand-off.
 #include <poll.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 
 #include "rdma/domain_internal.h"
@@ -14,6 +17,22 @@
 namespace ftm::rdma::detail {
 
 std::atomic<void (*)()> after_eq_read_hook{nullptr};
+
+// Both sides seq_cst: if set() reads no waiter, that waiter's increment comes
+// later in the total order and its read of word_ sees 1; a waiter between
+// its check and FUTEX_WAIT is woken, or FUTEX_WAIT finds word_ != 0.
+void DoneFlag::set() {
+  word_.store(1, std::memory_order_seq_cst);
+  if (waiters_.load(std::memory_order_seq_cst) != 0)
+    syscall(SYS_futex, &word_, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void DoneFlag::wait() {
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  while (word_.load(std::memory_order_seq_cst) == 0)
+    syscall(SYS_futex, &word_, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
 
 namespace {
 constexpr int kBatch = 32;
@@ -98,7 +117,10 @@ bool Domain::idle_wait(int ms) {
   sleeping.store(true, std::memory_order_seq_cst);
   // fi_trywait(3): only sleep when the provider says nothing is pending;
   // otherwise go straight back to reading the queues.
-  if (!stop.load() && active.load() == 0 &&
+  // Outstanding deadlines keep kAdaptive awake; kBlocking naps anyway
+  // (`ms` is then at most the deadline scan period).
+  if (!stop.load() &&
+      (opts.progress == ProgressMode::kBlocking || active.load() == 0) &&
       fi_trywait(fabric, fids, 2) == FI_SUCCESS) {
     pollfd p[3] = {{cq_fd, POLLIN, 0}, {eq_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     int n = poll(p, 3, ms);
@@ -152,8 +174,7 @@ void Domain::complete(OpState* op, Status st, size_t n) {
   op->status = std::move(st);
   op->bytes = n;
   completions.fetch_add(1, std::memory_order_relaxed);
-  op->done.store(true, std::memory_order_release);
-  op->done.notify_all();  // a thread may sleep in Op::wait
+  op->done.set();  // wakes a thread sleeping in Op::wait
 }
 
 void Domain::dispatch(const fi_cq_data_entry& e) {
@@ -435,9 +456,10 @@ void Domain::loop() {
       if (step_aside(kStepAside)) poll_eq();  // an event is waiting
       continue;
     }
+    const bool blocking = opts.progress == ProgressMode::kBlocking;
     bool busy = opts.progress == ProgressMode::kBusyPoll ||
-                active.load(std::memory_order_relaxed) > 0;
-    if (!busy && now < linger_until) {
+                (!blocking && active.load(std::memory_order_relaxed) > 0);
+    if (!busy && !blocking && now < linger_until) {
       // Incoming traffic woke us lately (a peer writing into our memory:
       // no completion of ours marks it). Keep polling while the sockets stay
       // busy, so a stream of writes is not paced by poll() wake-ups.
@@ -456,7 +478,9 @@ void Domain::loop() {
         std::lock_guard g(map_mu);
         empty = eps.empty() && peps.empty();
       }
-      if (idle_wait(empty ? kEmptyWaitMs : kIdleWaitMs))
+      if (idle_wait(empty && active.load(std::memory_order_relaxed) == 0
+                        ? kEmptyWaitMs
+                        : kIdleWaitMs))
         linger_until = Clock::now() + kLinger;
       drive();
     }

@@ -146,6 +146,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   rdma::FabricOptions fo;
   fo.provider = options.provider;
   fo.local_addr = options.fabric_host;
+  fo.progress = options.progress;
   // Peers name this server in their errors by its client address.
   if (!options.memcached_addr.empty()) fo.identity = "ftmemcached@" + options.memcached_addr;
   fo.log = [p](std::string_view line) { p->log(std::string(line)); };
@@ -199,6 +200,15 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
     std::lock_guard g(n->map_mu_);
     ReplicationManager::Options ro;
     ro.log = [p](std::string_view line) { p->log(std::string(line)); };
+    if (n->fabric_->progress() == rdma::ProgressMode::kBlocking) {
+      // No thread of ours spins either (see ProgressMode::kBlocking).
+      ro.writer.idle_spin = std::chrono::microseconds(0);
+      ro.applier.spin = std::chrono::microseconds(0);
+      // Applying late only delays ring reuse (8 MiB by default), never a
+      // reply: fewer, longer naps leave the cores to the data path.
+      ro.applier.min_sleep = std::chrono::microseconds(250);
+      ro.applier.max_sleep = std::chrono::microseconds(1000);
+    }
     if (options.ring_size != 0)
       ro.ring_size = options.ring_size;
     else if (options.settings != nullptr)

@@ -55,6 +55,7 @@ class ClusterNode final : public Cluster {
     uint16_t meta_port = 0;
     uint32_t node_id = 0;              // --node-id (0: assigned by the meta server)
     rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;  // --fabric
+    rdma::ProgressMode progress = rdma::ProgressMode::kAdaptive;  // --fabric-progress
     std::string fabric_host = "127.0.0.1";  // --fabric-listen
     uint16_t fabric_port = 0;
     std::string memcached_addr;        // host:port announced to clients/ctl

@@ -178,11 +178,11 @@ void LogApplier::wait_past_flush() {
 
 void LogApplier::run() {
   auto last = SteadyClock::now();
-  auto nap = std::chrono::microseconds(10);
+  auto nap = opts_.min_sleep;
   while (!stop_.load(std::memory_order_relaxed)) {
     if (step()) {
       last = SteadyClock::now();
-      nap = std::chrono::microseconds(10);
+      nap = opts_.min_sleep;
       continue;
     }
     if (SteadyClock::now() - last < opts_.spin) {

@@ -51,6 +51,7 @@ class LogApplier {
  public:
   struct Options {
     std::chrono::microseconds spin{50};       // busy-poll after an entry
+    std::chrono::microseconds min_sleep{10};   // first idle nap (doubles)
     std::chrono::microseconds max_sleep{500};  // longest idle nap
     // Entries with an epoch below this are consumed without being applied
     // (a stale primary's leftovers after a promotion); see set_min_epoch.

@@ -37,8 +37,6 @@ constexpr size_t kOpsPerBatch = 16;
 constexpr auto kProactiveReadEvery = std::chrono::microseconds(100);
 // Pause between two control reads that found the applier had not moved.
 constexpr auto kWaitingReadEvery = std::chrono::microseconds(20);
-// How long an idle flusher polls for the next append before it sleeps.
-constexpr auto kIdleSpin = std::chrono::microseconds(50);
 }  // namespace
 
 LogWriter::LogWriter(rdma::Connection& conn, const rdma::RegionDescriptor& ring,
@@ -462,7 +460,7 @@ void LogWriter::flusher_main() {
     } else if (space_waiters_.load(std::memory_order_seq_cst) > 0 ||
                want_control_.load(std::memory_order_relaxed)) {
       std::this_thread::sleep_for(kWaitingReadEvery);
-    } else if (SteadyClock::now() - last_busy < kIdleSpin) {
+    } else if (SteadyClock::now() - last_busy < opts_.idle_spin) {
       // A short spin before sleeping: a futex wake costs tens of us on a
       // loaded machine, and the next append usually comes sooner.
 #if defined(__x86_64__) || defined(__i386__)

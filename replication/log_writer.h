@@ -81,6 +81,11 @@ class LogWriter {
     // Appends pending delivery at once: the preallocated callback slots
     // (32 bytes each). A full slot table makes append() wait like a full ring.
     size_t max_pending = 65536;
+    // How long an idle flusher keeps polling for the next append before it
+    // sleeps (a futex wake costs tens of microseconds on a loaded host).
+    // 0 on hosts with fewer cores than busy threads, where the spin takes
+    // the core the appending worker needs.
+    std::chrono::microseconds idle_spin{50};
   };
 
   // Attaches to the ring described by `ring` over `conn` (both must outlive

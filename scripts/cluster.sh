@@ -12,13 +12,17 @@
 #   FTM_COPIES    copies of each partition, 1-3 (default 2)
 #   FTM_STATE_DIR the metadata server's state directory (default: a fresh
 #                 temporary one, removed on exit)
+#   FTM_PORTS     the 3 data servers' memcached ports (default "11211 11212 11213")
+#   FTM_META_PORT the metadata server's fabric port (default 11311)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+source "$top/scripts/serves.sh"
 build=${FTM_BUILDDIR:-$top/build}
 fabric=${FTM_FABRIC:-tcp}
 copies=${FTM_COPIES:-2}
-meta_addr=127.0.0.1:11311
-ports=(11211 11212 11213)
+meta_addr=127.0.0.1:${FTM_META_PORT:-11311}
+read -r -a ports <<<"${FTM_PORTS:-11211 11212 11213}"
+[ ${#ports[@]} = 3 ] || { echo "cluster.sh: FTM_PORTS needs 3 ports" >&2; exit 2; }
 
 for b in ftmemcached ftmemcached-meta ftmemcached-ctl; do
   if [ ! -x "$build/$b" ]; then
@@ -26,7 +30,7 @@ for b in ftmemcached ftmemcached-meta ftmemcached-ctl; do
     exit 2
   fi
 done
-for p in 11311 "${ports[@]}"; do
+for p in "${meta_addr#*:}" "${ports[@]}"; do
   if (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then
     echo "cluster.sh: 127.0.0.1:$p is already in use (a stock memcached service? 'systemctl stop memcached')" >&2
     exit 1
@@ -75,17 +79,21 @@ for i in 0 1 2; do
   pids+=($!)
 done
 
-# Formed when status lists 3 servers, all up and connected.
+# Formed when status lists 3 servers, all up and connected, and each
+# serves (scripts/serves.sh).
 formed=0
 for _ in $(seq 300); do
-  if [ "$(ctl status 2>/dev/null | grep -cE '^[0-9]+ +up +up ')" = 3 ]; then formed=1; break; fi
+  if [ "$(ctl status 2>/dev/null | grep -cE '^[0-9]+ +up +up ')" = 3 ] &&
+     serves "${ports[0]}" && serves "${ports[1]}" && serves "${ports[2]}"; then
+    formed=1; break
+  fi
   for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "cluster.sh: a server exited during start-up" >&2; exit 1; }; done
   sleep 0.1
 done
 [ $formed = 1 ] || { echo "cluster.sh: the cluster did not form within 30 s" >&2; ctl status >&2 || true; exit 1; }
 ctl status
-echo "cluster.sh: memcached on 127.0.0.1:11211, :11212, :11213 (any server takes any key);"
-echo "cluster.sh: '$build/ftmemcached-ctl --fabric $fabric status' (or digest, get-replica KEY) inspects it. Ctrl-C stops all."
+echo "cluster.sh: memcached on 127.0.0.1:${ports[0]}, :${ports[1]}, :${ports[2]} (any server takes any key);"
+echo "cluster.sh: '$build/ftmemcached-ctl --fabric $fabric --meta $meta_addr status' (or digest, get-replica KEY) inspects it. Ctrl-C stops all."
 
 # Until Ctrl-C, or until one of them exits (then stop the rest).
 set +e

@@ -165,6 +165,9 @@ std::unique_ptr<ftm::repl::ClusterNode> start_cluster(const ftm::Settings& s, ft
     return nullptr;
   }
   o.provider = *provider;
+  o.progress = s.fabric_progress == "poll"    ? ftm::rdma::ProgressMode::kAdaptive
+               : s.fabric_progress == "block" ? ftm::rdma::ProgressMode::kBlocking
+                                              : ftm::rdma::ProgressMode::kAuto;
   o.fabric_host = s.fabric_host;
   o.fabric_port = static_cast<uint16_t>(s.fabric_port);
   o.ring_size = s.replication_ring_size;

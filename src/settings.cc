@@ -23,6 +23,7 @@ constexpr int kOptNodeId = 258;
 constexpr int kOptFabric = 259;
 constexpr int kOptFabricListen = 260;
 constexpr int kOptRingSize = 261;
+constexpr int kOptFabricProgress = 262;
 
 const char kShortOpts[] = ":p:U:s:a:Al:dru:m:Mc:kvhiVP:f:n:LD:t:R:Cb:B:I:SFXWY:e:Zo:N:";
 
@@ -70,6 +71,7 @@ const struct option kLongOpts[] = {
     {"fabric", required_argument, nullptr, kOptFabric},
     {"fabric-listen", required_argument, nullptr, kOptFabricListen},
     {"replication-ring-size", required_argument, nullptr, kOptRingSize},
+    {"fabric-progress", required_argument, nullptr, kOptFabricProgress},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -280,6 +282,9 @@ void print_usage(FILE* out) {
       "                          metadata server)\n"
       "    --fabric=<name>       fabric provider between servers: auto, verbs or tcp\n"
       "                          (default: auto = verbs if a device exists, else tcp)\n"
+      "    --fabric-progress=<mode> how fabric threads wait: poll (spin while work\n"
+      "                          is outstanding), block (sleep at once), or auto\n"
+      "                          (default: poll on verbs, block on tcp)\n"
       "    --fabric-listen=<host[:port]> fabric address other servers reach this\n"
       "                          one at (default: the first -l address, any port)\n"
       "    --replication-ring-size=<num> bytes of each replication log ring this\n"
@@ -535,6 +540,13 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
         }
         s->fabric = arg;
         break;
+      case kOptFabricProgress:
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "poll") != 0 && strcmp(arg, "block") != 0) {
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected auto, poll or block)");
+        }
+        s->fabric_progress = arg;
+        break;
       case kOptRingSize: {
         long long v = 0;
         if (!parse_item_size(arg, &v) || v <= 0) return bad_value(c, arg);
@@ -613,6 +625,9 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
   if (!s->cluster() && (s->node_id != 0 || !s->fabric_host.empty())) {
     return usage_error(std::string(s->node_id != 0 ? "--node-id" : "--fabric-listen") +
                        " needs --meta (cluster mode)");
+  }
+  if (!s->cluster() && s->fabric_progress != "auto") {
+    return usage_error("--fabric-progress needs --meta (cluster mode)");
   }
   if (!s->cluster() && s->replication_ring_size != 0) {
     return usage_error("--replication-ring-size needs --meta (cluster mode)");

@@ -68,6 +68,7 @@ struct Settings {
   int meta_port = 0;
   uint32_t node_id = 0;               // --node-id (0: the meta server assigns one)
   std::string fabric = "auto";        // --fabric auto|verbs|tcp
+  std::string fabric_progress = "auto";  // --fabric-progress auto|poll|block
   std::string fabric_host;            // --fabric-listen HOST[:PORT] ("": first -l address)
   int fabric_port = 0;                //   (0: any free port)
   size_t replication_ring_size = 0;   // --replication-ring-size (bytes; 0: the default,

@@ -71,6 +71,7 @@ EXTRA_DIST += t/test_pipeline.py
 EXTRA_DIST += t/test_pylibmc.py
 EXTRA_DIST += t/test_pymemcache.py
 EXTRA_DIST += t/test_sasl_auth.py
+EXTRA_DIST += t/test_start_script.py
 EXTRA_DIST += t/test_stats.py
 EXTRA_DIST += t/test_touch_gat.py
 EXTRA_DIST += t/test_udp.py

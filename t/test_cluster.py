@@ -695,3 +695,44 @@ def test_get_replica_of_a_key_that_looks_like_an_option(cluster):
         assert c.set(b"-dash", b"d") == STORED
     rc, reps, out = cluster.get_replica("-dash")   # passed after "--"
     assert rc == 0 and [r[2]["value"] for r in reps] == [b"d", b"d"], out
+
+
+# -- --fabric-progress ------------------------------------------------------------
+def test_fabric_progress_flag_errors():
+    import subprocess
+    from cluster import SERVER_BIN
+    from conftest import free_port
+    meta = ["--meta", "127.0.0.1:%d" % free_port()]
+    p = subprocess.run([SERVER_BIN, "-u", "root", "--fabric-progress=spin"] + meta,
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 64, p.stderr
+    assert "--fabric-progress" in p.stderr and "expected auto, poll or block" in p.stderr
+    p = subprocess.run([SERVER_BIN, "-u", "root", "--fabric-progress=block"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 64, p.stderr
+    assert "--fabric-progress needs --meta" in p.stderr
+
+
+@pytest.mark.parametrize("mode,waits", [(None, "waits=block"),
+                                        ("poll", "waits=poll"),
+                                        ("block", "waits=block")])
+def test_fabric_progress_modes_serve_and_replicate(mode, waits):
+    """auto sleeps on tcp (the default here); poll spins as before; each
+    serves and replicates alike, and says which in its start-up line."""
+    why = cluster_support()
+    if why:
+        pytest.skip(why)
+    args = () if mode is None else ("--fabric-progress=" + mode,)
+    with LocalCluster(n=3, server_args=args) as c:
+        for i, s in enumerate(c.servers):
+            with Conn(s.port) as conn:
+                for k in range(20):
+                    assert conn.set(b"fp-%d-%d" % (i, k), b"v%d" % k) == STORED
+        with Conn(c.servers[2].port) as conn:
+            for i in range(3):
+                for k in range(20):
+                    assert conn.get(b"fp-%d-%d" % (i, k)) == b"v%d" % k
+        rc, out, err = c.ctl("digest")
+        assert rc == 0 and "differing: 0" in out, out + err
+        for s in c.servers:
+            assert waits in s.stderr(), c.logs()

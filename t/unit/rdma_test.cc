@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,9 +58,11 @@ int count_dir(const char* path) {
 
 using ftm::testing::wait_stopped;
 
-FabricOptions options(ProviderChoice p, const std::string& id) {
+FabricOptions options(ProviderChoice p, const std::string& id,
+                      ProgressMode progress = ProgressMode::kAdaptive) {
   FabricOptions o;
   o.provider = p;
+  o.progress = progress;
   o.local_addr = p == ProviderChoice::kTcp ? "127.0.0.1" : "";
   o.identity = id;
   o.log = [](std::string_view) {};
@@ -74,7 +77,7 @@ FabricOptions options(ProviderChoice p, const std::string& id) {
 class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
  protected:
   void SetUp() override {
-    auto a = Fabric::open(options(GetParam(), "node-a"));
+    auto a = Fabric::open(options(GetParam(), "node-a", progress_));
     if (!a) {
       if (GetParam() == ProviderChoice::kVerbs)
         GTEST_SKIP() << "verbs provider unusable here: "
@@ -82,7 +85,7 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
       FAIL() << a.status().to_string();
     }
     a_ = std::move(*a);
-    auto b = Fabric::open(options(GetParam(), "node-b"));
+    auto b = Fabric::open(options(GetParam(), "node-b", progress_));
     ASSERT_TRUE(b) << b.status().to_string();
     b_ = std::move(*b);
     host_ = GetParam() == ProviderChoice::kTcp ? "127.0.0.1" : "localhost";
@@ -91,6 +94,8 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
     listener_ = std::move(*l);
     Connect();
   }
+
+  ProgressMode progress_ = ProgressMode::kAdaptive;
 
   void Cycle(int i, MemoryRegion& src_mr, std::vector<std::byte>& src,
              const std::vector<std::byte>& dst, const RegionDescriptor& remote);
@@ -419,6 +424,60 @@ TEST_P(RdmaTest, ClosingPeerFailsPendingRecvWithoutDeadline) {
   EXPECT_LT(ms_since(t0), 3000);
 }
 
+// The same pair of fabrics with ProgressMode::kBlocking: no thread spins,
+// every completion is handed over by the progress thread, and it still
+// completes every kind of operation and fails them on a closed peer.
+class RdmaBlockingTest : public RdmaTest {
+ protected:
+  void SetUp() override {
+    progress_ = ProgressMode::kBlocking;
+    RdmaTest::SetUp();
+  }
+};
+
+TEST_P(RdmaBlockingTest, EveryOpKindCompletesWithoutSpinning) {
+  EXPECT_EQ(a_->progress(), ProgressMode::kBlocking);
+  EXPECT_NE(a_->describe().find("waits=block"), std::string::npos) << a_->describe();
+  std::vector<std::byte> src(4096), back(4096), dst(4096);
+  auto src_mr = Region(*a_, src, false);
+  auto back_mr = Region(*a_, back, false);
+  auto dst_mr = Region(*b_, dst, true);
+  RegionDescriptor remote = dst_mr->descriptor();
+  for (int i = 0; i < 300; i++) {
+    size_t len = 1 + (i * 977) % 4096;
+    fill(src, i);
+    ASSERT_TRUE(ab_->write(*src_mr, 0, remote, 0, len).wait()) << i;
+    ASSERT_TRUE(ab_->read(*back_mr, 0, remote, 0, len).wait()) << i;
+    ASSERT_EQ(0, std::memcmp(back.data(), src.data(), len)) << i;
+    Op r = ba_->recv(*dst_mr, 0, 4096);
+    ASSERT_TRUE(ab_->send(*src_mr, 0, len).wait()) << i;
+    ASSERT_TRUE(r.wait()) << i;
+    ASSERT_EQ(r.bytes(), len);
+  }
+  // An op with a deadline outstanding: kAdaptive would busy-poll (the
+  // progress thread and the waiter) until it expires; here the process
+  // sleeps through it, and the deadline still fires.
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  auto t0 = Clock::now();
+  Status st = ba_->recv(*dst_mr, 0, 64, milliseconds(300)).wait();
+  double wall = ms_since(t0);
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu_ms = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e3 +
+           (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e3;
+  };
+  double cpu = cpu_ms(after) - cpu_ms(before);
+  std::printf("[ info ] 300 ms deadline: failed after %.0f ms using %.1f ms of CPU\n",
+              wall, cpu);
+  EXPECT_EQ(st.code(), Code::kTimeout) << st.to_string();
+  EXPECT_GE(wall, 290);
+  EXPECT_LT(cpu, 60) << "a thread spun while nothing completed";
+}
+
+INSTANTIATE_TEST_SUITE_P(Tcp, RdmaBlockingTest, ::testing::Values(ProviderChoice::kTcp),
+                         [](const auto&) { return std::string("tcp"); });
+
 INSTANTIATE_TEST_SUITE_P(Providers, RdmaTest,
                          ::testing::Values(ProviderChoice::kTcp,
                                            ProviderChoice::kVerbs),
@@ -602,6 +661,11 @@ TEST(RdmaFabricOpen, AutoPicksVerbsElseTcp) {
   auto verbs = Fabric::open(options(ProviderChoice::kVerbs, "v"));
   EXPECT_EQ((*f)->provider(), verbs ? "verbs" : "tcp");
   std::printf("[ info ] %s\n", (*f)->describe().c_str());
+  // ProgressMode::kAuto: poll on verbs, block elsewhere.
+  auto a = Fabric::open(options(ProviderChoice::kAuto, "a", ProgressMode::kAuto));
+  ASSERT_TRUE(a) << a.status().to_string();
+  EXPECT_EQ((*a)->progress(),
+            verbs ? ProgressMode::kAdaptive : ProgressMode::kBlocking);
 }
 
 }  // namespace

@@ -345,7 +345,9 @@ TEST_F(ReplicationManagerTest, FlushAllHidesTheSameItemsOnEveryCopy) {
       Copy pa = read(*a.store, k), pb = read(*b.store, k);
       Copy want = i < 10 ? (pa.present ? pa : pb) : Copy{};
       EXPECT_EQ(want.present, i < 10) << k;
-      if (i < 10) EXPECT_EQ(want.value, "after") << k;
+      if (i < 10) {
+        EXPECT_EQ(want.value, "after") << k;
+      }
       EXPECT_TRUE(eventually_equal(*a.store, k, want)) << k << " on node " << a.id();
       EXPECT_TRUE(eventually_equal(*b.store, k, want)) << k << " on node " << b.id();
     }
