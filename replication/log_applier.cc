@@ -122,6 +122,7 @@ void LogApplier::apply(const Effect& e) {
       // when it runs without CAS (-C), and then the secondary's store should
       // too (link stores 0 when use_cas is off).
       txn.link(std::move(item), e.cas);
+      txn.raise_cas(e.cas);  // a promoted secondary continues above it
       counters_.items.fetch_add(1, std::memory_order_relaxed);
       return;
     }

@@ -610,6 +610,13 @@ ItemPtr Txn::allocate(uint32_t client_flags, rel_time_t exptime, size_t nbytes, 
 
 uint64_t Txn::next_cas() { return store_->impl_->next_cas(); }
 
+void Txn::raise_cas(uint64_t cas) {
+  auto& counter = store_->impl_->cas_counter;
+  uint64_t cur = counter.load(std::memory_order_relaxed);
+  while (cur < cas && !counter.compare_exchange_weak(cur, cas, std::memory_order_relaxed)) {
+  }
+}
+
 // ----- Store -----
 
 Store::Store(const Options& opts) : opts_(opts), impl_(std::make_unique<Impl>(this, opts)) {

@@ -162,6 +162,13 @@ class Txn {
   // disabled (-C), so callers can store the result unconditionally.
   uint64_t next_cas();
 
+  // Raises the store's cas counter to at least `cas`, so every later
+  // next_cas() is larger. For a secondary linking its primary's cas values:
+  // once promoted, the cas uniques it hands out must not repeat or undercut
+  // one a client already holds (a stale `cas` would then succeed). Client
+  // supplied cas values (meta E) do not raise it, as in memcached.
+  void raise_cas(uint64_t cas);
+
   // Tells the EffectSink that the item changed in place in a way the
   // snapshot might not show (a value rewritten in place keeping its cas:
   // -C, or a cas given by the client equal to the old one). Link, unlink

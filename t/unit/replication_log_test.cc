@@ -302,6 +302,21 @@ TEST_F(ReplLogTest, CorruptedOrHalfWrittenEntryIsNotApplied) {
   ExpectStore({{"half", {"written value", 7, 1000, 0}}});
 }
 
+// A promoted secondary hands out cas uniques of its own: they must be above
+// every cas it linked from its primary, or a client holding one of those
+// could see its stale `cas` succeed against a newer value.
+TEST_F(ReplLogTest, AppliedCasRaisesTheSecondarysCasCounter) {
+  MakeRing(4096, /*start_applier=*/false);
+  clock::tick();
+  alignas(8) std::byte buf[512];
+  const size_t n = encode(Item("from-primary", "v", 0, 5000), 1, ring_->incarnation(), buf);
+  std::memcpy(ring_->entries().data(), buf, n);
+  ASSERT_EQ(applier_->apply_available(), 1u);
+  Txn txn = store_->begin("local");
+  uint64_t next = txn.next_cas();
+  EXPECT_GT(next, 5000u) << "the counter stayed below an applied cas";
+}
+
 TEST_F(ReplLogTest, TenThousandEffectsFromFourThreadsApplyInOrder) {
   MakeRing(1 << 20);
   MakeWriter();
