@@ -118,7 +118,9 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
                               const MemoryRegion& local, size_t local_off,
                               const RegionDescriptor* remote,
                               uint64_t remote_off, size_t len,
-                              std::chrono::milliseconds timeout) {
+                              std::chrono::milliseconds timeout,
+                              Connection::Callback cb = nullptr,
+                              void* cb_ctx = nullptr) {
   auto& d = *c->dom;
   const char* name = kind_name(kind);
   if (len == 0)
@@ -176,6 +178,10 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
         op->done.set();
         return op;
       }
+      // Set under c->mu with the op in `inflight`: only a completion of a
+      // posted op may call it (every failure path below clears it first).
+      op->cb = cb;
+      op->cb_ctx = cb_ctx;
       c->inflight.emplace(op.get(), op);
       op->counted = op->has_deadline;
       if (op->counted) d.active++;
@@ -204,6 +210,7 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
         }
       }
       if (ret == 0) break;
+      op->cb = nullptr;
       c->inflight.erase(op.get());
       if (op->counted) d.active--;
       if (ret != -FI_EAGAIN) {
@@ -251,6 +258,12 @@ Op Connection::send(const MemoryRegion& local, size_t off, size_t len,
 
 Op Connection::recv(MemoryRegion& local, size_t off, size_t len, ms timeout) {
   return Op(post(c_, Kind::kRecv, local, off, nullptr, 0, len, timeout));
+}
+
+Op Connection::recv(MemoryRegion& local, size_t off, size_t len, Callback cb,
+                    void* ctx) {
+  return Op(post(c_, Kind::kRecv, local, off, nullptr, 0, len, kNoDeadline, cb,
+                 ctx));
 }
 
 }  // namespace ftm::rdma

@@ -99,6 +99,20 @@ class Connection {
   Op recv(MemoryRegion& local, size_t off, size_t len,
           ms timeout = kNoDeadline);
 
+  // Called once when an op posted with a callback completes (ok or not),
+  // after Op::done() turned true. `bytes` is the received length for a
+  // recv. It runs on whichever thread reads the completion: the progress
+  // thread, a thread inside Op::wait, or one closing the connection. It
+  // must not block or wait on an Op (the completion queue is held while
+  // it runs); it may post new operations. A connection that failed is torn
+  // down by the fabric itself: the callback need not close it.
+  using Callback = void (*)(void* ctx, const Status& st, size_t bytes);
+  // recv() that calls `cb(ctx, ...)` on completion, so no thread has to
+  // sleep in Op::wait to learn of a message. An op refused before it was
+  // posted (bad bounds, connection already broken) is returned done and
+  // its callback is never called: check Op::done() after posting.
+  Op recv(MemoryRegion& local, size_t off, size_t len, Callback cb, void* ctx);
+
   // Synchronous conveniences: post and wait.
   Status write_sync(const MemoryRegion& local, size_t local_off,
                     const RegionDescriptor& remote, uint64_t remote_off,

@@ -77,6 +77,9 @@ struct OpState {
   // thread busy-polling; a recv waiting indefinitely must not).
   bool counted = false;
   DoneFlag done;
+  // Connection::Callback, if the op was posted with one (see complete()).
+  void (*cb)(void*, const Status&, size_t) = nullptr;
+  void* cb_ctx = nullptr;
   Status status;     // valid once done
   size_t bytes = 0;  // valid once done
 };

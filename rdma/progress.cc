@@ -18,6 +18,11 @@ namespace ftm::rdma::detail {
 
 std::atomic<void (*)()> after_eq_read_hook{nullptr};
 
+namespace {
+// True while this thread dispatches completions under cq_mu (see drive()).
+thread_local bool t_in_drain = false;
+}  // namespace
+
 // Both sides seq_cst: if set() reads no waiter, that waiter's increment comes
 // later in the total order and its read of word_ sees 1; a waiter between
 // its check and FUTEX_WAIT is woken, or FUTEX_WAIT finds word_ != 0.
@@ -175,6 +180,7 @@ void Domain::complete(OpState* op, Status st, size_t n) {
   op->bytes = n;
   completions.fetch_add(1, std::memory_order_relaxed);
   op->done.set();  // wakes a thread sleeping in Op::wait
+  if (op->cb != nullptr) op->cb(op->cb_ctx, op->status, op->bytes);
 }
 
 void Domain::dispatch(const fi_cq_data_entry& e) {
@@ -227,6 +233,10 @@ void Domain::dispatch_error(const fi_cq_err_entry& e) {
 }
 
 int Domain::drain_locked() {
+  t_in_drain = true;
+  struct Reset {
+    ~Reset() { t_in_drain = false; }
+  } reset;
   fi_cq_data_entry ents[kBatch];
   ssize_t n = fi_cq_read(cq, ents, kBatch);
   int total = 0;
@@ -249,6 +259,10 @@ int Domain::drain_locked() {
 }
 
 bool Domain::drive() {
+  // A completion callback runs with cq_mu held; if it posts and meets a
+  // full queue, post() drives: try_lock on a mutex this thread owns is
+  // undefined, so say "someone else is driving" (this thread, later).
+  if (t_in_drain) return false;
   std::unique_lock lk(cq_mu, std::try_to_lock);
   if (!lk) return false;
   drain_locked();

@@ -160,7 +160,15 @@ struct Link : std::enable_shared_from_this<Link> {
   std::shared_ptr<rdma::Connection> conn;
   std::unique_ptr<std::byte[]> send_mem, recv_mem;
   std::unique_ptr<rdma::MemoryRegion> send_mr, recv_mr;
-  std::vector<rdma::Op> recvs;  // reader thread only
+  // Incoming links: the reader thread's. Outgoing links (replies only):
+  // re-posted by on_reply_recv, which the fabric calls on completion, so a
+  // reply reaches its Done callback without waking a reader thread.
+  std::vector<rdma::Op> recvs;
+  struct RecvSlot {
+    Link* link;
+    size_t index;
+  };
+  std::vector<RecvSlot> slots;
   std::thread reader, writer;
   std::atomic<int> threads_started{0}, threads_done{0};
 
@@ -202,9 +210,50 @@ struct Link : std::enable_shared_from_this<Link> {
     auto rmr = fabric.register_memory({recv_mem.get(), fs * depth}, false, false);
     if (!rmr) return rmr.status();
     recv_mr = std::move(rmr).value();
+    if (is_outgoing) {
+      slots.resize(depth);
+      recvs.resize(depth);
+      for (int i = 0; i < depth; i++) {
+        slots[i] = RecvSlot{this, size_t(i)};
+        recvs[i] = conn->recv(*recv_mr, i * fs, fs, &Link::on_reply_recv, &slots[i]);
+        if (recvs[i].done()) return recvs[i].wait();  // refused before posting
+      }
+      return rdma::Status::ok();
+    }
     for (int i = 0; i < depth; i++) recvs.push_back(conn->recv(*recv_mr, i * fs, fs));
     if (recvs[0].done() && !recvs[0].wait()) return recvs[0].wait();
     return rdma::Status::ok();
+  }
+
+  // rdma::Connection::Callback of an outgoing link's receive: replies go
+  // to their Done callbacks right here (on the fabric's progress thread:
+  // Done callbacks must not block, see PeerMesh::call), then the buffer is
+  // posted again. Receives complete in posting order, one at a time.
+  static void on_reply_recv(void* ctx, const rdma::Status& st, size_t bytes) {
+    auto* slot = static_cast<RecvSlot*>(ctx);
+    Link* l = slot->link;
+    if (!st) {
+      // The fabric tears a failed connection down itself; closing it from
+      // here would wait for the completion queue this thread holds.
+      l->fail(st, /*close_conn=*/false);
+      return;
+    }
+    const size_t fs = l->mesh->frame_size;
+    const std::byte* p = l->recv_mem.get() + slot->index * fs;
+    bool ok = for_each_message(p, bytes, [&](const Header& h, std::string_view body) {
+      return l->on_reply(h, body);
+    });
+    if (!ok) {
+      l->fail(rdma::Status(rdma::Code::kFabricError, l->conn->peer(), "receive",
+                           "malformed peer message"),
+              /*close_conn=*/false);
+      return;
+    }
+    rdma::Op op = l->conn->recv(*l->recv_mr, slot->index * fs, fs, &Link::on_reply_recv, slot);
+    // Not stored in `recvs` (the setup thread may still be filling it):
+    // closing the connection completes every posted receive before close()
+    // returns, which is what ~Link relies on.
+    if (op.done()) l->fail(op.wait(), /*close_conn=*/false);  // refused: link broken
   }
 
   void start_thread(std::thread& t, void (Link::*fn)()) {
@@ -297,7 +346,7 @@ struct Link : std::enable_shared_from_this<Link> {
 
   // Breaks the link once: closes the connection and fails every call still
   // waiting with `st`.
-  void fail(const rdma::Status& st) {
+  void fail(const rdma::Status& st, bool close_conn = true) {
     std::unordered_map<uint64_t, Pending> failed;
     std::shared_ptr<rdma::Connection> c;
     {
@@ -310,7 +359,7 @@ struct Link : std::enable_shared_from_this<Link> {
       c = conn;
     }
     cv.notify_all();
-    if (c) c->close();
+    if (c && close_conn) c->close();
     for (auto& [id, p] : failed) p.done(p.ctx, st, {});
   }
 
@@ -358,7 +407,6 @@ struct Link : std::enable_shared_from_this<Link> {
         fail(st);
         return;
       }
-      start_thread(reader, &Link::run_reader);
     }
     std::vector<Pending> expired;
     auto next_scan = Clock::now();

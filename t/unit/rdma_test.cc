@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,6 +213,71 @@ TEST_P(RdmaTest, SendRecvBothWays) {
     ASSERT_TRUE(ba_->send(*b_mr, 0, 64).wait());
     ASSERT_TRUE(r2.wait());
   }
+}
+
+// Receives with a completion callback: each message reaches the callback
+// (which re-posts its buffer, as PeerMesh does) with no thread waiting in
+// Op::wait; a closing peer fails the posted one through the callback; an
+// op refused before posting never calls it.
+struct CallbackRecv {
+  Connection* conn = nullptr;
+  MemoryRegion* mr = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<size_t> lengths;
+  std::vector<uint8_t> first_bytes;
+  Status error;
+  int calls = 0;
+
+  static void on_done(void* ctx, const Status& st, size_t bytes) {
+    auto* r = static_cast<CallbackRecv*>(ctx);
+    std::lock_guard g(r->mu);
+    r->calls++;
+    if (!st) {
+      r->error = st;
+    } else {
+      r->lengths.push_back(bytes);
+      r->first_bytes.push_back(uint8_t(r->mr->memory()[0]));
+      Op next = r->conn->recv(*r->mr, 0, 4096, &CallbackRecv::on_done, r);
+      (void)next;
+    }
+    r->cv.notify_all();
+  }
+};
+
+TEST_P(RdmaTest, RecvCallbackDeliversEachMessageAndTheFailure) {
+  std::vector<std::byte> a_buf(4096), b_buf(4096);
+  auto a_mr = Region(*a_, a_buf, false);
+  auto b_mr = Region(*b_, b_buf, false);
+  CallbackRecv r;
+  r.conn = ba_.get();
+  r.mr = b_mr.get();
+  Op first = ba_->recv(*b_mr, 0, 4096, &CallbackRecv::on_done, &r);
+  ASSERT_FALSE(first.done());
+  for (int i = 0; i < 20; i++) {
+    a_buf[0] = std::byte(i);
+    ASSERT_TRUE(ab_->send(*a_mr, 0, 100 + i).wait()) << i;
+    std::unique_lock g(r.mu);
+    ASSERT_TRUE(r.cv.wait_for(g, milliseconds(5000),
+                              [&] { return r.lengths.size() == size_t(i + 1); }))
+        << "message " << i << " never reached the callback";
+    EXPECT_EQ(r.lengths[i], size_t(100 + i));
+    EXPECT_EQ(r.first_bytes[i], uint8_t(i));
+  }
+  ab_->close();
+  {
+    std::unique_lock g(r.mu);
+    ASSERT_TRUE(r.cv.wait_for(g, milliseconds(5000), [&] { return !r.error.is_ok(); }))
+        << "the peer's close never failed the posted receive";
+    EXPECT_EQ(r.calls, 21);
+  }
+  // Refused before posting (the connection is gone): done at once, no call.
+  Op refused = ba_->recv(*b_mr, 0, 4096, &CallbackRecv::on_done, &r);
+  EXPECT_TRUE(refused.done());
+  EXPECT_FALSE(refused.wait());
+  std::this_thread::sleep_for(milliseconds(20));
+  std::lock_guard g(r.mu);
+  EXPECT_EQ(r.calls, 21);
 }
 
 TEST_P(RdmaTest, WriteToRevokedRegionFailsAndLeavesMemory) {
