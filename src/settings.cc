@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -135,6 +136,25 @@ bool parse_item_size(const char* s, long long* out) {
 
 ParseOutcome bad_value(int c, const char* arg) {
   return usage_error("invalid value for " + flag_name(c) + ": '" + std::string(arg) + "'");
+}
+
+// For flags that take one word of a fixed list (--fabric, --fabric-progress):
+// stores `arg` in *out (and returns "go on"), or says which words were
+// expected.
+ParseOutcome one_of(int c, const char* arg, std::initializer_list<const char*> words,
+                    std::string* out) {
+  std::string expected;
+  for (const char* w : words) {
+    if (strcmp(arg, w) == 0) {
+      *out = arg;
+      return {};
+    }
+    expected += expected.empty() ? w : (std::string(", ") + w);
+  }
+  size_t last = expected.rfind(", ");
+  if (last != std::string::npos) expected.replace(last, 2, " or ");
+  return usage_error("invalid value for " + flag_name(c) + ": '" + arg + "' (expected " +
+                     expected + ")");
 }
 
 // memcached's -o suboptions that only tune its slab allocator, LRU
@@ -534,18 +554,13 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
         break;
       }
       case kOptFabric:
-        if (strcmp(arg, "auto") != 0 && strcmp(arg, "verbs") != 0 && strcmp(arg, "tcp") != 0) {
-          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
-                             "' (expected auto, verbs or tcp)");
-        }
-        s->fabric = arg;
+        if (ParseOutcome r = one_of(c, arg, {"auto", "verbs", "tcp"}, &s->fabric); r.exit)
+          return r;
         break;
       case kOptFabricProgress:
-        if (strcmp(arg, "auto") != 0 && strcmp(arg, "poll") != 0 && strcmp(arg, "block") != 0) {
-          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
-                             "' (expected auto, poll or block)");
-        }
-        s->fabric_progress = arg;
+        if (ParseOutcome r = one_of(c, arg, {"auto", "poll", "block"}, &s->fabric_progress);
+            r.exit)
+          return r;
         break;
       case kOptRingSize: {
         long long v = 0;

@@ -99,8 +99,11 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
 
   ProgressMode progress_ = ProgressMode::kAdaptive;
 
-  void Cycle(int i, MemoryRegion& src_mr, std::vector<std::byte>& src,
-             const std::vector<std::byte>& dst, const RegionDescriptor& remote);
+  // Connection-cycling tests: StartCycles() registers a 64-byte source on
+  // a_ and target on b_ and drops the SetUp connection; each Cycle(i) is
+  // one short-lived connection (see below).
+  void StartCycles();
+  void Cycle(int i);
 
   void Connect() {
     std::unique_ptr<Connection> accepted;
@@ -127,6 +130,9 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
   std::string host_;
   std::unique_ptr<Listener> listener_;
   std::unique_ptr<Connection> ab_, ba_;
+  std::vector<std::byte> cyc_src_, cyc_dst_;
+  std::unique_ptr<MemoryRegion> cyc_src_mr_, cyc_dst_mr_;
+  RegionDescriptor cyc_remote_;
 };
 
 TEST_P(RdmaTest, IdentitiesExchangedOnConnect) {
@@ -386,35 +392,38 @@ TEST_P(RdmaTest, ShortReceiveBufferIsTyped) {
   std::printf("[ info ] short receive buffer: %s\n", rs.to_string().c_str());
 }
 
-// One short-lived connection: connect, write 64 bytes into `remote`, check
-// them in `dst`, close the connecting side first and then the accepted one.
-void RdmaTest::Cycle(int i, MemoryRegion& src_mr, std::vector<std::byte>& src,
-                     const std::vector<std::byte>& dst,
-                     const RegionDescriptor& remote) {
+void RdmaTest::StartCycles() {
+  cyc_src_.assign(64, std::byte{0});
+  cyc_dst_.assign(64, std::byte{0});
+  cyc_src_mr_ = Region(*a_, cyc_src_, false);
+  cyc_dst_mr_ = Region(*b_, cyc_dst_, true);
+  cyc_remote_ = cyc_dst_mr_->descriptor();
+  ab_.reset();
+  ba_.reset();
+}
+
+// One short-lived connection: connect, write 64 bytes into the target,
+// check them there, close the connecting side first and then the accepted
+// one.
+void RdmaTest::Cycle(int i) {
   Connect();
   if (HasFatalFailure()) return;
-  fill(src, i);
-  ASSERT_TRUE(ab_->write_sync(src_mr, 0, remote, 0, 64)) << i;
-  ASSERT_EQ(0, std::memcmp(src.data(), dst.data(), 64)) << i;
+  fill(cyc_src_, i);
+  ASSERT_TRUE(ab_->write_sync(*cyc_src_mr_, 0, cyc_remote_, 0, 64)) << i;
+  ASSERT_EQ(0, std::memcmp(cyc_src_.data(), cyc_dst_.data(), 64)) << i;
   ab_.reset();
   ba_.reset();
 }
 
 TEST_P(RdmaTest, ThousandConnectWriteDisconnectCyclesLeakNothing) {
-  std::vector<std::byte> src(64), dst(64);
-  auto src_mr = Region(*a_, src, false);
-  auto dst_mr = Region(*b_, dst, true);
-  RegionDescriptor remote = dst_mr->descriptor();
-  ab_.reset();
-  ba_.reset();
-  auto cycle = [&](int i) { Cycle(i, *src_mr, src, dst, remote); };
-  for (int i = 0; i < 20; i++) cycle(i);  // warm caches and pools
+  StartCycles();
+  for (int i = 0; i < 20; i++) Cycle(i);  // warm caches and pools
   int fds = count_dir("/proc/self/fd");
   int threads = count_dir("/proc/self/task");
   size_t heap = mallinfo2().uordblks;
   auto t0 = Clock::now();
   for (int i = 0; i < 1000; i++) {
-    cycle(i);
+    Cycle(i);
     if (HasFatalFailure()) return;
   }
   std::printf("[ info ] 1000 cycles in %.0f ms\n", ms_since(t0));
@@ -433,16 +442,10 @@ TEST_P(RdmaTest, ThousandConnectWriteDisconnectCyclesLeakNothing) {
 // "peer closed the connection or died"). The hook widens the window between
 // fi_eq_read and the fid lookup that Domain::eq_mu now closes.
 TEST_P(RdmaTest, StaleShutdownEventSparesTheNextConnection) {
-  std::vector<std::byte> src(64), dst(64);
-  auto src_mr = Region(*a_, src, false);
-  auto dst_mr = Region(*b_, dst, true);
-  RegionDescriptor remote = dst_mr->descriptor();
-  ab_.reset();
-  ba_.reset();
+  StartCycles();
   detail::after_eq_read_hook.store(
       [] { std::this_thread::sleep_for(milliseconds(15)); });
-  for (int i = 0; i < 40 && !HasFatalFailure(); i++)
-    Cycle(i, *src_mr, src, dst, remote);
+  for (int i = 0; i < 40 && !HasFatalFailure(); i++) Cycle(i);
   detail::after_eq_read_hook.store(nullptr);
 }
 
