@@ -70,6 +70,10 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
         } else if constexpr (std::is_same_v<T, JoinOkMsg>) {
           put_u32(out, m.node_id);
           put_map(out, m.map);
+          fits = m.heartbeat_region.size() <= kMaxText;
+          put_str16(out, m.heartbeat_region.substr(0, kMaxText));
+          put_u64(out, m.heartbeat_offset);
+          put_u32(out, m.heartbeat_interval_us);
         } else if constexpr (std::is_same_v<T, MapMsg>) {
           put_map(out, m.map);
         } else if constexpr (std::is_same_v<T, StatusReqMsg>) {
@@ -80,13 +84,20 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
           put_str16(out, m.meta_state_dir.substr(0, kMaxText));
           put_u32(out, uint32_t(m.servers.size()));
           for (const ServerStatus& s : m.servers) {
-            if (s.peer.size() > kMaxText || s.replication.size() > kMaxText)
+            if (s.peer.size() > kMaxText || s.replication.size() > kMaxText ||
+                s.suspicion_reason.size() > kMaxText)
               fits = false;
             put_u32(out, s.node_id);
-            put_u8(out, s.connected ? 1 : 0);
+            put_u8(out, uint8_t((s.connected ? 1 : 0) | (s.heartbeating ? 2 : 0) |
+                                (s.suspected ? 4 : 0)));
             put_u64(out, s.since_ms);
             put_str16(out, s.peer.substr(0, kMaxText));
             put_str16(out, s.replication.substr(0, kMaxText));
+            put_u64(out, s.heartbeat_age_us);
+            put_u64(out, s.heartbeat_timeout_us);
+            put_u32(out, s.suspicion_permille);
+            put_u32(out, s.false_suspicions);
+            put_str16(out, s.suspicion_reason.substr(0, kMaxText));
           }
         } else if constexpr (std::is_same_v<T, ErrorMsg>) {
           fits = m.text.size() <= kMaxText;
@@ -159,6 +170,10 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       auto map = get_map(br);
       if (!map) return map.status();
       m.map = std::move(map).value();
+      m.heartbeat_region = br.str16();
+      m.heartbeat_offset = br.u64();
+      m.heartbeat_interval_us = br.u32();
+      if (br.failed()) return corrupt("truncated JOIN_OK");
       if (m.node_id == 0) return corrupt("JOIN_OK with node id 0");
       env.msg = std::move(m);
       break;
@@ -189,9 +204,16 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
         s.since_ms = br.u64();
         s.peer = br.str16();
         s.replication = br.str16();
+        s.heartbeat_age_us = br.u64();
+        s.heartbeat_timeout_us = br.u64();
+        s.suspicion_permille = br.u32();
+        s.false_suspicions = br.u32();
+        s.suspicion_reason = br.str16();
         if (br.failed()) return corrupt("truncated STATUS server list");
-        if (c > 1) return corrupt("STATUS connected flag");
-        s.connected = c == 1;
+        if (c > 7) return corrupt("STATUS server flags");
+        s.connected = c & 1;
+        s.heartbeating = c & 2;
+        s.suspected = c & 4;
         m.servers.push_back(std::move(s));
       }
       env.msg = std::move(m);

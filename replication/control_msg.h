@@ -18,8 +18,9 @@
 //   meta -> data servers  MAP {map} whenever the epoch rises
 //   ctl -> meta           STATUS_REQ
 //   meta -> ctl           STATUS {map, per-server connection info}
-// HEARTBEAT and SUSPECT have reserved type numbers (failure detection,
-// issue 6); decode() answers kVersion ("unsupported type") for them today.
+// Heartbeats are one-sided writes, not messages (replication/heartbeat.h):
+// JOIN_OK says where. HEARTBEAT and SUSPECT keep reserved type numbers;
+// decode() answers kVersion ("unsupported type") for them.
 //
 // Thread-safety: plain values and pure functions.
 #ifndef FTM_REPLICATION_CONTROL_MSG_H_
@@ -67,6 +68,13 @@ struct JoinMsg {
 struct JoinOkMsg {
   uint32_t node_id = 0;
   ClusterMap map{1, 1};
+  // Where this server writes its heartbeats (replication/heartbeat.h): the
+  // meta server's heartbeat array (RegionDescriptor wire form; empty = no
+  // heartbeats wanted), the slot's offset in it (bytes) and the period
+  // (microseconds) the meta server expects.
+  std::string heartbeat_region;
+  uint64_t heartbeat_offset = 0;
+  uint32_t heartbeat_interval_us = 0;
   bool operator==(const JoinOkMsg&) const = default;
 };
 
@@ -87,6 +95,14 @@ struct ServerStatus {
   std::string peer;               // the connection's peer name, "" if none
   std::string replication = "n/a";  // replication state and lag (issue 5
                                     // log wiring fills this in)
+  // The failure detector's view (replication/failure_detector.h).
+  bool heartbeating = false;          // a heartbeat was ever seen
+  bool suspected = false;
+  uint64_t heartbeat_age_us = 0;      // since the last heartbeat arrived
+  uint64_t heartbeat_timeout_us = 0;  // age at which it is suspected
+  uint32_t suspicion_permille = 0;    // age / timeout x 1000
+  uint32_t false_suspicions = 0;
+  std::string suspicion_reason;       // "" unless suspected
   bool operator==(const ServerStatus&) const = default;
 };
 
@@ -182,6 +198,9 @@ class ControlChannel {
   bool ok() const;
   // "'identity' at host:port" of the peer.
   std::string peer() const;
+  // The connection underneath, for one-sided writes alongside the messages
+  // (heartbeats). Valid until the channel is destroyed.
+  rdma::Connection& connection() { return *conn_; }
 
  private:
   ControlChannel() = default;

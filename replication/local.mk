@@ -30,7 +30,10 @@ libftm_cluster_a_SOURCES = \
 	replication/peer_mesh.cc replication/peer_mesh.h \
 	replication/cluster_node.cc replication/cluster_node.h \
 	replication/inspect.cc replication/inspect.h \
-	replication/replication_manager.cc replication/replication_manager.h
+	replication/replication_manager.cc replication/replication_manager.h \
+	replication/heartbeat.cc replication/heartbeat.h \
+	replication/failure_detector.cc replication/failure_detector.h \
+	replication/failure_monitor.cc replication/failure_monitor.h
 libftm_cluster_a_CPPFLAGS = $(AM_CPPFLAGS) $(XXHASH_CFLAGS)
 FTM_CLUSTER_LIBS = libftm_cluster.a libftm_rdma.a $(LIBFABRIC_LIBS) $(XXHASH_LIBS) -lpthread
 
@@ -43,7 +46,8 @@ dist_man_MANS += man/ftmemcached-meta.1 man/ftmemcached-ctl.1
 
 check_PROGRAMS += t/unit_cluster
 t_unit_cluster_SOURCES = t/unit/partition_map_test.cc \
-	t/unit/control_msg_test.cc t/unit/meta_server_test.cc
+	t/unit/control_msg_test.cc t/unit/meta_server_test.cc \
+	t/unit/failure_detector_test.cc
 t_unit_cluster_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_cluster_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)
 TESTS += t/unit_cluster

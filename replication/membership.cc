@@ -135,6 +135,7 @@ void Membership::run() {
             std::to_string(ok->node_id) + " at epoch " +
             std::to_string(ok->map.epoch()));
         install(std::move(ok->map));
+        start_heartbeats(*ch, *ok);
       } else if (auto* mm = std::get_if<MapMsg>(&env->msg)) {
         install(std::move(mm->map));
       } else if (auto* e = std::get_if<ErrorMsg>(&env->msg)) {
@@ -144,6 +145,7 @@ void Membership::run() {
             " from meta server " + meta);
       }
     }
+    heartbeats_.reset();  // it writes over `ch`, which goes below
     {
       std::lock_guard g(mu_);
       channel_ = nullptr;
@@ -159,6 +161,30 @@ void Membership::run() {
     sleep_for(backoff);
     grow();
   }
+}
+
+}  // namespace ftm::repl
+
+namespace ftm::repl {
+
+void Membership::start_heartbeats(ControlChannel& ch, const JoinOkMsg& ok) {
+  heartbeats_.reset();
+  if (ok.heartbeat_region.empty() || ok.heartbeat_interval_us == 0) return;
+  auto desc = rdma::RegionDescriptor::parse(std::as_bytes(
+      std::span(ok.heartbeat_region.data(), ok.heartbeat_region.size())));
+  if (!desc) {
+    log("membership: the meta server's heartbeat region is unusable: " +
+        desc.status().to_string() + "; not sending heartbeats");
+    return;
+  }
+  auto w = HeartbeatWriter::start(fabric_, ch.connection(), *desc, ok.heartbeat_offset,
+                                  std::chrono::microseconds(ok.heartbeat_interval_us),
+                                  [this](std::string_view line) { log(std::string(line)); });
+  if (!w) {
+    log("membership: cannot send heartbeats: " + w.status().to_string());
+    return;
+  }
+  heartbeats_ = std::move(w).value();
 }
 
 }  // namespace ftm::repl

@@ -49,6 +49,7 @@
 
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
+#include "replication/heartbeat.h"
 #include "replication/partition_map.h"
 
 namespace ftm::repl {
@@ -120,6 +121,10 @@ class Membership {
   bool stopping_ = false;                      // guarded by mu_
   std::shared_ptr<const ClusterMap> map_;      // guarded by mu_
   ControlChannel* channel_ = nullptr;          // guarded by mu_ (for stop)
+  // Writes this server's heartbeats over the current channel (membership
+  // thread only; reset before the channel goes).
+  std::unique_ptr<HeartbeatWriter> heartbeats_;
+  void start_heartbeats(ControlChannel& ch, const JoinOkMsg& ok);
 };
 
 // A per-thread cache of Membership::map() for request paths: get() costs one

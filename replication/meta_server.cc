@@ -188,6 +188,19 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
                              l.status().to_string());
   ms->listener_ = std::move(l).value();
   ms->port_ = ms->listener_->port();
+  if (ms->opts_.heartbeat_interval.count() > 0) {
+    FailureMonitor::Options fo;
+    fo.heartbeat_interval = ms->opts_.heartbeat_interval;
+    fo.detector.floor = ms->opts_.detector_floor;
+    fo.detector.initial_interval = ms->opts_.heartbeat_interval;
+    fo.max_node = ClusterMap::kMaxServers;
+    fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };
+    auto m = FailureMonitor::start(fabric, std::move(fo));
+    if (!m)
+      return ClusterStatus(ClusterErrc::kUnavailable,
+                           "heartbeat array: " + m.status().to_string());
+    ms->monitor_ = std::move(m).value();
+  }
   ms->started_ = std::chrono::steady_clock::now();
   ms->acceptor_ = std::thread([p = ms.get()] { p->accept_loop(); });
   return ms;
@@ -206,6 +219,7 @@ void MetaServer::stop() {
     for (auto& s : sessions_) s->ch->close();
   }
   reap_sessions(true);
+  if (monitor_) monitor_->stop();
   listener_.reset();
 }
 
@@ -238,6 +252,7 @@ StatusMsg MetaServer::status() const {
     } else {
       ss.since_ms = st.meta_uptime_ms;  // not seen since this meta started
     }
+    if (monitor_) monitor_->fill(&ss);
     st.servers.push_back(std::move(ss));
   }
   return st;
@@ -404,7 +419,11 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
     members_[id] = Member{true, std::chrono::steady_clock::now(), s->peer, s};
     published = current_;
   }
-  (void)s->ch->send(JoinOkMsg{id, *published}, seq);
+  JoinOkMsg ok;
+  ok.node_id = id;
+  ok.map = *published;
+  if (monitor_) monitor_->watch(id, &ok);
+  (void)s->ch->send(ok, seq);
   // Sent outside the lock: a slow peer must not stall other joins. A peer
   // may thus see two maps out of order; receivers keep the highest epoch.
   for (auto& o : others) {

@@ -45,6 +45,7 @@
 #include "rdma/fabric_domain.h"
 #include "rdma/listener.h"
 #include "replication/control_msg.h"
+#include "replication/failure_monitor.h"
 #include "replication/partition_map.h"
 
 namespace ftm::repl {
@@ -62,6 +63,11 @@ struct MetaServerOptions {
   // One line per event (join, map change, disconnect); default stderr.
   std::function<void(std::string_view)> log;
   bool verbose = false;  // also log every message received
+  // Heartbeats (replication/heartbeat.h): the period data servers write
+  // theirs at (0: none asked for, nobody is watched) and the failure
+  // detector's smallest safety margin (replication/failure_detector.h).
+  std::chrono::microseconds heartbeat_interval{5000};
+  std::chrono::microseconds detector_floor{20000};
 };
 
 // Writes `map` to <dir>/cluster.map atomically and durably (see above).
@@ -128,6 +134,7 @@ class MetaServer {
   std::shared_ptr<const ClusterMap> current_;  // guarded by mu_
   std::vector<std::shared_ptr<Session>> sessions_;  // guarded by mu_
   std::map<uint32_t, Member> members_;  // by node id, guarded by mu_
+  std::unique_ptr<FailureMonitor> monitor_;  // null with heartbeat_interval 0
 };
 
 }  // namespace ftm::repl

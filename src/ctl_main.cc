@@ -62,6 +62,23 @@ std::string seconds(uint64_t ms) {
   return b;
 }
 
+// The failure detector's view of each server: heartbeat age, the adaptive
+// timeout it is held to, the suspicion level (age / timeout; 1 = suspected)
+// and how often it was falsely suspected (each widens its timeout).
+void print_heartbeats(const repl::StatusMsg& st) {
+  std::printf("heartbeats:\n%-5s %10s %10s %9s %6s  %s\n", "node", "age", "timeout",
+              "suspicion", "false", "verdict");
+  for (const auto& ss : st.servers) {
+    std::string verdict = ss.suspected ? "suspected: " + ss.suspicion_reason
+                          : ss.heartbeating ? "alive"
+                          : ss.heartbeat_timeout_us ? "waiting for a first heartbeat"
+                                                    : "not watched";
+    std::printf("%-5u %8.1fms %8.1fms %9.2f %6u  %s\n", ss.node_id,
+                ss.heartbeat_age_us / 1000.0, ss.heartbeat_timeout_us / 1000.0,
+                ss.suspicion_permille / 1000.0, ss.false_suspicions, verdict.c_str());
+  }
+}
+
 void print_status(const repl::StatusMsg& st) {
   const repl::ClusterMap& m = st.map;
   uint32_t degraded = 0, unassigned = 0;
@@ -100,6 +117,7 @@ void print_status(const repl::StatusMsg& st) {
   }
   std::printf("replication: n/a until the replication log reports its state "
               "and lag to the metadata server\n");
+  print_heartbeats(st);
 }
 
 // Bytes as a C-style quoted string: printable ASCII as is, the rest

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sysexits.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +34,10 @@ void print_usage(FILE* out) {
       "-P, --partitions=P        partitions, fixed for the cluster's life\n"
       "                          (default: 1024, or the state dir's)\n"
       "    --fabric=auto|verbs|tcp  fabric provider (default: auto)\n"
+      "    --heartbeat-interval=MS  how often data servers write their heartbeat\n"
+      "                          (default: 5; 0: no heartbeats, no failure detection)\n"
+      "    --detector-floor=MS   smallest margin the failure detector adds to a\n"
+      "                          server's expected heartbeat interval (default: 20)\n"
       "-v, --verbose             log every control message\n"
       "-h, --help                print this help and exit\n"
       "-V, --version             print version and exit\n");
@@ -55,7 +61,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
   return true;
 }
 
-enum { kOptFabric = 256 };
+enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -63,6 +69,8 @@ const struct option kLongOpts[] = {
     {"replicas", required_argument, nullptr, 'r'},
     {"partitions", required_argument, nullptr, 'P'},
     {"fabric", required_argument, nullptr, kOptFabric},
+    {"heartbeat-interval", required_argument, nullptr, kOptHeartbeatInterval},
+    {"detector-floor", required_argument, nullptr, kOptDetectorFloor},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -114,6 +122,17 @@ int main(int argc, char** argv) {
         else
           return usage_error("--fabric: '" + v +
                              "' is not one of auto, verbs, tcp");
+        break;
+      }
+      case kOptHeartbeatInterval:
+      case kOptDetectorFloor: {
+        uint32_t ms = 0;
+        bool hb = c == kOptHeartbeatInterval;
+        if (!parse_uint(optarg, hb ? 0 : 1, 60000, &ms))
+          return usage_error(std::string(hb ? "--heartbeat-interval" : "--detector-floor") +
+                             ": '" + optarg + "' is not a number of milliseconds from " +
+                             (hb ? "0" : "1") + " to 60000");
+        (hb ? mo.heartbeat_interval : mo.detector_floor) = std::chrono::milliseconds(ms);
         break;
       }
       case 'v':

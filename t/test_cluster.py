@@ -736,3 +736,68 @@ def test_fabric_progress_modes_serve_and_replicate(mode, waits):
         assert rc == 0 and "differing: 0" in out, out + err
         for s in c.servers:
             assert waits in s.stderr(), c.logs()
+
+
+# -- heartbeats and the failure detector (issue 6, first part) -----------------------
+def heartbeat_verdicts(c):
+    """{node: (false_suspicions, verdict)} from `ftmemcached-ctl status`."""
+    import re
+    rc, out, err = c.ctl("status")
+    assert rc == 0, out + err
+    rows = {}
+    section = out.split("heartbeats:\n", 1)
+    assert len(section) == 2, out
+    for line in section[1].splitlines()[1:]:
+        m = re.match(r"^(\d+)\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+\s+(\d+)\s+(.*)$", line)
+        if m:
+            rows[int(m.group(1))] = (int(m.group(2)), m.group(3))
+    return rows
+
+
+def wait_verdict(c, node, pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    rows = {}
+    while time.monotonic() < deadline:
+        rows = heartbeat_verdicts(c)
+        if node in rows and pred(*rows[node]):
+            return rows[node]
+        time.sleep(0.05)
+    raise AssertionError("node %d: verdict never matched; last %r\n%s" % (node, rows, c.logs()))
+
+
+def test_heartbeats_suspect_stopped_and_killed_servers():
+    """Data servers write heartbeats into the meta server's array; a stopped
+    one is suspected (with the reason, in status and the log), clears as a
+    false suspicion when it resumes, and a killed one is suspected too. No
+    failover yet: suspicion is what is shown."""
+    why = cluster_support()
+    if why:
+        pytest.skip(why)
+    # A floor above the scheduling stalls of a loaded 2-core CI host.
+    with LocalCluster(n=3, meta_args=("--detector-floor=300",)) as c:
+        for s in c.servers:
+            wait_verdict(c, s.node_id, lambda f, v: v == "alive")
+        victim = c.servers[2]
+        victim.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            _, verdict = wait_verdict(c, victim.node_id,
+                                      lambda f, v: v.startswith("suspected"))
+            print("stopped server suspected after %.0f ms: %s"
+                  % ((time.monotonic() - t0) * 1000, verdict))
+            assert "no heartbeat" in verdict
+            for s in c.servers[:2]:
+                assert heartbeat_verdicts(c)[s.node_id][1] == "alive"
+        finally:
+            victim.proc.send_signal(signal.SIGCONT)
+        falses, _ = wait_verdict(c, victim.node_id, lambda f, v: v == "alive")
+        assert falses == 1
+        assert ("node %d heartbeats again: false suspicion #1" % victim.node_id
+                in c.meta_log()), c.meta_log()
+        assert "node %d suspected: no heartbeat" % victim.node_id in c.meta_log()
+
+        killed = c.servers[1]
+        killed.proc.kill()
+        killed.proc.wait()
+        wait_verdict(c, killed.node_id, lambda f, v: v.startswith("suspected"))
+        killed.stopped = True   # teardown: nothing left to stop

@@ -20,12 +20,40 @@ ClusterMap small_map() {
 
 std::vector<ControlMsg> samples() {
   StatusMsg st{small_map(), 12345, "/var/lib/ftm", {}};
-  st.servers.push_back({1, true, 100, "'a' at 127.0.0.1:5000", "n/a"});
-  st.servers.push_back({2, false, 7, "", "lag 3 entries"});
+  ServerStatus a;
+  a.node_id = 1;
+  a.connected = true;
+  a.since_ms = 100;
+  a.peer = "'a' at 127.0.0.1:5000";
+  a.heartbeating = true;
+  a.heartbeat_age_us = 1234;
+  a.heartbeat_timeout_us = 25000;
+  a.suspicion_permille = 49;
+  st.servers.push_back(a);
+  ServerStatus b;
+  b.node_id = 2;
+  b.since_ms = 7;
+  b.replication = "lag 3 entries";
+  b.heartbeating = true;
+  b.suspected = true;
+  b.heartbeat_age_us = 90000;
+  b.heartbeat_timeout_us = 45000;
+  b.suspicion_permille = 2000;
+  b.false_suspicions = 3;
+  b.suspicion_reason = "no heartbeat for 90.0 ms (timeout 45.0 ms)";
+  st.servers.push_back(b);
+  JoinOkMsg plain;
+  plain.node_id = 3;
+  plain.map = small_map();
+  JoinOkMsg with_heartbeat = plain;
+  with_heartbeat.heartbeat_region = std::string(40, '\x7f');
+  with_heartbeat.heartbeat_offset = 3 * 32;
+  with_heartbeat.heartbeat_interval_us = 5000;
   return {
       JoinMsg{0, 0, "10.0.0.5:11211", "10.0.0.5:40001"},
       JoinMsg{7, JoinMsg::kSpare, "[::1]:11211", "[::1]:40001"},
-      JoinOkMsg{3, small_map()},
+      plain,
+      with_heartbeat,
       MapMsg{small_map()},
       StatusReqMsg{},
       st,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -16,6 +17,7 @@
 #include "rdma/connection.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
+#include "replication/heartbeat.h"
 #include "replication/membership.h"
 #include "replication/meta_server.h"
 
@@ -102,6 +104,7 @@ class MetaServerTest : public ::testing::Test {
     MetaServerOptions o;
     o.listen_port = port;
     o.state_dir = dir_ + "/state";
+    o.detector_floor = detector_floor_;
     o.log = [](std::string_view) {};
     // The port of a meta server just stopped can take a moment to free.
     for (int i = 0; i < 50; i++) {
@@ -155,6 +158,7 @@ class MetaServerTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::chrono::microseconds detector_floor_{20000};
   std::unique_ptr<rdma::Fabric> meta_fabric_, client_fabric_;
   std::unique_ptr<MetaServer> meta_;
   uint16_t port_ = 0;  // of the last meta server started
@@ -321,6 +325,93 @@ TEST_F(MetaServerTest, MembershipRetriesUntilTheMetaServerAppears) {
   a.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(2000));
   EXPECT_NE(a.map(), nullptr);  // last map stays readable
+}
+
+// The meta server's view of one node, from its status().
+ServerStatus status_of(const MetaServer& meta, uint32_t node) {
+  for (const ServerStatus& s : meta.status().servers)
+    if (s.node_id == node) return s;
+  return ServerStatus{};
+}
+
+// Polls `pred` every 5 ms for up to `ms`; true once it held.
+template <class Pred>
+bool eventually(Pred pred, int ms) {
+  for (int i = 0; i < ms / 5; i++) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return pred();
+}
+
+// Issue 6: members write heartbeats into the meta server's array (one-sided
+// writes over their control connection); the detector holds each to its own
+// adaptive timeout; a member that stops is suspected, with the reason.
+TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
+  // A floor well above the scheduling stalls of a loaded 2-core test host
+  // (the 20 ms default is for servers with cores of their own).
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);
+  start_meta(0);
+  Membership& a = add_member();
+  Membership& b = add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
+  expect_converged();
+  uint32_t ida = a.node_id(), idb = b.node_id();
+  ASSERT_TRUE(eventually([&] {
+    return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
+  }, 5000)) << "no heartbeat reached the meta server";
+  // Alive for a while: never suspected, ages well under the timeout.
+  for (int i = 0; i < 40; i++) {
+    for (uint32_t id : {ida, idb}) {
+      ServerStatus s = status_of(*meta_, id);
+      ASSERT_FALSE(s.suspected) << "node " << id << ": " << s.suspicion_reason;
+      EXPECT_GT(s.heartbeat_timeout_us, 250000u);  // interval + the floor
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  // b stops (its heartbeats with it): suspected within about its timeout.
+  auto t0 = std::chrono::steady_clock::now();
+  b.stop();
+  ASSERT_TRUE(eventually([&] { return status_of(*meta_, idb).suspected; }, 5000))
+      << "a silent member was never suspected";
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
+  ServerStatus sb = status_of(*meta_, idb);
+  std::printf("[ info ] silent member suspected after %.0f ms (timeout %.1f ms): %s\n", ms,
+              sb.heartbeat_timeout_us / 1000.0, sb.suspicion_reason.c_str());
+  EXPECT_NE(sb.suspicion_reason.find("no heartbeat"), std::string::npos) << sb.suspicion_reason;
+  EXPECT_FALSE(status_of(*meta_, ida).suspected);
+  // The status travels over the wire with these fields.
+  auto ch = ctl_channel();
+  ASSERT_TRUE(ch);
+  ASSERT_TRUE(ch->send(StatusReqMsg{}));
+  auto env = ch->receive(milliseconds(5000));
+  ASSERT_TRUE(env) << env.status().to_string();
+  auto* st = std::get_if<StatusMsg>(&env->msg);
+  ASSERT_NE(st, nullptr);
+  bool seen = false;
+  for (const ServerStatus& s : st->servers)
+    if (s.node_id == idb) seen = s.suspected && !s.suspicion_reason.empty();
+  EXPECT_TRUE(seen);
+}
+
+TEST(Heartbeat, SlotRoundTripsAndATornSlotIsRefused) {
+  alignas(8) std::byte slot[kHeartbeatSlotSize] = {};
+  EXPECT_FALSE(decode_heartbeat(slot));  // never written
+  encode_heartbeat({0x1234, 7}, slot);
+  auto v = decode_heartbeat(slot);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->incarnation, 0x1234u);
+  EXPECT_EQ(v->counter, 7u);
+  // The counter word of the next write landed, the check word not yet.
+  alignas(8) std::byte next[kHeartbeatSlotSize] = {};
+  encode_heartbeat({0x1234, 8}, next);
+  std::memcpy(slot + 8, next + 8, 8);
+  EXPECT_FALSE(decode_heartbeat(slot));
+  std::memcpy(slot + 16, next + 16, 8);
+  ASSERT_TRUE(decode_heartbeat(slot));
+  EXPECT_EQ(decode_heartbeat(slot)->counter, 8u);
 }
 
 }  // namespace

@@ -1,0 +1,133 @@
+#include "replication/failure_monitor.h"
+
+#include <cstdio>
+#include <vector>
+
+namespace ftm::repl {
+
+namespace {
+using Clock = FailureDetector::Clock;
+
+std::string ms_text(std::chrono::microseconds us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f ms", us.count() / 1000.0);
+  return buf;
+}
+}  // namespace
+
+rdma::Result<std::unique_ptr<FailureMonitor>> FailureMonitor::start(rdma::Fabric& fabric,
+                                                                    Options options) {
+  std::unique_ptr<FailureMonitor> m(new FailureMonitor(std::move(options)));
+  auto a = HeartbeatArray::create(fabric, m->opts_.max_node);
+  if (!a) return a.status();
+  m->array_ = std::move(a).value();
+  auto wire = m->array_->descriptor().serialize();
+  m->region_wire_.assign(reinterpret_cast<const char*>(wire.data()), wire.size());
+  m->thread_ = std::thread([p = m.get()] { p->run(); });
+  return m;
+}
+
+FailureMonitor::~FailureMonitor() { stop(); }
+
+void FailureMonitor::stop() {
+  {
+    std::lock_guard g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void FailureMonitor::log(const std::string& line) const {
+  if (opts_.log)
+    opts_.log(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok) {
+  if (node > opts_.max_node) return;
+  // Emptied before it is watched: a value left by the node's previous
+  // process must not count as this one's first heartbeat.
+  array_->clear(node);
+  {
+    std::lock_guard g(mu_);
+    watched_.insert(node);
+    detector_.watch(node, Clock::now());
+  }
+  if (join_ok != nullptr) {
+    join_ok->heartbeat_region = region_wire_;
+    join_ok->heartbeat_offset = HeartbeatArray::slot_offset(node);
+    join_ok->heartbeat_interval_us = uint32_t(opts_.heartbeat_interval.count());
+  }
+}
+
+void FailureMonitor::forget(uint32_t node) {
+  std::lock_guard g(mu_);
+  watched_.erase(node);
+  detector_.forget(node);
+}
+
+void FailureMonitor::report(uint32_t node, const std::string& reason) {
+  bool fresh;
+  {
+    std::lock_guard g(mu_);
+    if (!watched_.count(node)) return;
+    fresh = !detector_.suspected(node);
+    detector_.report(node, reason, Clock::now());
+  }
+  if (fresh) {
+    log("ftmemcached-meta: node " + std::to_string(node) + " suspected: " + reason);
+    if (opts_.on_suspect) opts_.on_suspect(node, reason);
+  }
+}
+
+void FailureMonitor::fill(ServerStatus* s) const {
+  std::lock_guard g(mu_);
+  if (!watched_.count(s->node_id)) return;
+  FailureDetector::View v = detector_.view(s->node_id, Clock::now());
+  s->heartbeating = v.counter != 0;
+  s->suspected = v.suspected;
+  s->heartbeat_age_us = uint64_t(v.age.count());
+  s->heartbeat_timeout_us = uint64_t(v.timeout.count());
+  s->suspicion_permille = uint32_t(std::min(v.level * 1000.0, 4e9));
+  s->false_suspicions = v.false_suspicions;
+  s->suspicion_reason = v.suspected ? v.reason : "";
+}
+
+void FailureMonitor::run() {
+  std::vector<std::pair<uint32_t, std::string>> suspects;
+  std::vector<std::pair<uint32_t, FailureDetector::View>> cleared;
+  std::unique_lock lk(mu_);
+  auto next = Clock::now();
+  while (!stop_) {
+    auto now = Clock::now();
+    for (uint32_t node : watched_) {
+      auto v = array_->read(node);
+      if (v && detector_.heartbeat(node, v->incarnation, v->counter, now))
+        cleared.emplace_back(node, detector_.view(node, now));
+    }
+    for (uint32_t node : detector_.scan(now))
+      suspects.emplace_back(node, detector_.view(node, now).reason);
+    if (!suspects.empty() || !cleared.empty()) {
+      // Log and call out without the lock: on_suspect may ask for status.
+      lk.unlock();
+      for (auto& [node, v] : cleared)
+        log("ftmemcached-meta: node " + std::to_string(node) +
+            " heartbeats again: false suspicion #" + std::to_string(v.false_suspicions) +
+            ", its timeout widened to " + ms_text(v.timeout));
+      for (auto& [node, reason] : suspects) {
+        log("ftmemcached-meta: node " + std::to_string(node) + " suspected: " + reason);
+        if (opts_.on_suspect) opts_.on_suspect(node, reason);
+      }
+      suspects.clear();
+      cleared.clear();
+      lk.lock();
+    }
+    next += opts_.scan_every;
+    if (next < Clock::now()) next = Clock::now();
+    cv_.wait_until(lk, next, [this] { return stop_; });
+  }
+}
+
+}  // namespace ftm::repl

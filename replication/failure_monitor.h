@@ -1,0 +1,83 @@
+// FailureMonitor: the metadata server's half of failure detection (issue 6).
+// Owns the heartbeat array data servers write into (replication/heartbeat.h)
+// and a thread that scans it every scan period and feeds a FailureDetector
+// (replication/failure_detector.h). Suspicions and false suspicions are
+// logged with their reason; status() reports each server's view.
+//
+// What happens on a suspicion (failover) is not decided here: on_suspect is
+// called once per suspicion, on the scan thread, for the caller to act on.
+//
+// Thread-safety: all methods are safe for concurrent use.
+#ifndef FTM_REPLICATION_FAILURE_MONITOR_H_
+#define FTM_REPLICATION_FAILURE_MONITOR_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "rdma/fabric_domain.h"
+#include "replication/control_msg.h"
+#include "replication/failure_detector.h"
+#include "replication/heartbeat.h"
+
+namespace ftm::repl {
+
+class FailureMonitor {
+ public:
+  struct Options {
+    // The period data servers are asked to write heartbeats at.
+    std::chrono::microseconds heartbeat_interval{5000};
+    // How often the array is read (finer than the interval, so an arrival
+    // is timed to within this).
+    std::chrono::microseconds scan_every{1000};
+    FailureDetector::Options detector;
+    uint32_t max_node = 1024;  // slots 0..max_node
+    std::function<void(std::string_view)> log;
+    // Called once per new suspicion with the node and the reason.
+    std::function<void(uint32_t node, const std::string& reason)> on_suspect;
+  };
+
+  // Registers the array and starts the scan thread. Errors: registration.
+  static rdma::Result<std::unique_ptr<FailureMonitor>> start(rdma::Fabric& fabric,
+                                                             Options options);
+  ~FailureMonitor();  // stop()
+  void stop();
+
+  // A server joined (or re-joined) as `node`: its slot is emptied and it
+  // is watched from now (suspected if no heartbeat comes within the
+  // detector's initial interval + floor). Fills the heartbeat fields of
+  // its JOIN_OK.
+  void watch(uint32_t node, JoinOkMsg* join_ok);
+  // A server left the map: no longer watched.
+  void forget(uint32_t node);
+  // A fabric error about `node` reported by a peer: suspect it now.
+  void report(uint32_t node, const std::string& reason);
+  // Copies the detector's view of s->node_id into s's heartbeat fields.
+  void fill(ServerStatus* s) const;
+
+ private:
+  FailureMonitor(Options o) : opts_(std::move(o)), detector_(opts_.detector) {}
+  void run();
+  void log(const std::string& line) const;
+
+  Options opts_;
+  std::unique_ptr<HeartbeatArray> array_;
+  std::string region_wire_;  // the array's RegionDescriptor, serialized
+  mutable std::mutex mu_;
+  FailureDetector detector_;  // guarded by mu_
+  std::set<uint32_t> watched_;  // guarded by mu_
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace ftm::repl
+
+#endif  // FTM_REPLICATION_FAILURE_MONITOR_H_
