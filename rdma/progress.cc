@@ -226,10 +226,12 @@ void Domain::dispatch_error(const fi_cq_err_entry& e) {
                 "connection lost: peer died, closed, or rejected the access "
                 "(" + detail + ")");
   }
-  complete(op, st, 0);
   // Any failed operation leaves the endpoint in an unknown state (and tcp
-  // has already torn the connection down): fail the connection as a whole.
-  request_fail(std::move(c), std::move(st));
+  // has already torn the connection down): fail the connection as a whole,
+  // before completing the op, so whoever learns of the error from it (a
+  // waiter, a callback) finds the connection refusing new posts already.
+  request_fail(c, st);
+  complete(op, std::move(st), 0);
 }
 
 int Domain::drain_locked() {

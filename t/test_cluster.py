@@ -774,10 +774,12 @@ def test_heartbeats_suspect_stopped_and_killed_servers():
     if why:
         pytest.skip(why)
     # A floor above the scheduling stalls of a loaded 2-core CI host.
-    with LocalCluster(n=3, meta_args=("--detector-floor=300",)) as c:
+    with LocalCluster(n=3, meta_args=("--detector-floor=500",)) as c:
         for s in c.servers:
             wait_verdict(c, s.node_id, lambda f, v: v == "alive")
         victim = c.servers[2]
+        # A stall of the loaded host may already have cost a false suspicion.
+        before = heartbeat_verdicts(c)[victim.node_id][0]
         victim.proc.send_signal(signal.SIGSTOP)
         try:
             t0 = time.monotonic()
@@ -791,9 +793,9 @@ def test_heartbeats_suspect_stopped_and_killed_servers():
         finally:
             victim.proc.send_signal(signal.SIGCONT)
         falses, _ = wait_verdict(c, victim.node_id, lambda f, v: v == "alive")
-        assert falses == 1
-        assert ("node %d heartbeats again: false suspicion #1" % victim.node_id
-                in c.meta_log()), c.meta_log()
+        assert falses >= before + 1
+        assert ("node %d heartbeats again: false suspicion #%d"
+                % (victim.node_id, before + 1) in c.meta_log()), c.meta_log()
         assert "node %d suspected: no heartbeat" % victim.node_id in c.meta_log()
 
         killed = c.servers[1]
