@@ -105,7 +105,8 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
   void StartCycles();
   void Cycle(int i);
 
-  void Connect() {
+  // Connects a_ to b_'s listener: *out is a_'s side, *in the accepted one.
+  void ConnectPair(std::unique_ptr<Connection>* out, std::unique_ptr<Connection>* in) {
     std::unique_ptr<Connection> accepted;
     std::thread t([&] {
       auto c = listener_->accept(milliseconds(20000));
@@ -115,9 +116,11 @@ class RdmaTest : public ::testing::TestWithParam<ProviderChoice> {
     t.join();
     ASSERT_TRUE(c) << c.status().to_string();
     ASSERT_TRUE(accepted);
-    ab_ = std::move(*c);
-    ba_ = std::move(accepted);
+    *out = std::move(*c);
+    *in = std::move(accepted);
   }
+
+  void Connect() { ConnectPair(&ab_, &ba_); }
 
   std::unique_ptr<MemoryRegion> Region(Fabric& f, std::vector<std::byte>& mem,
                                        bool remote) {
@@ -457,17 +460,11 @@ TEST_P(RdmaTest, ManyConnectionsPerProcess) {
   RegionDescriptor remote = dst_mr->descriptor();
   std::vector<std::unique_ptr<Connection>> out, in;
   for (int i = 0; i < kConns; i++) {
-    std::unique_ptr<Connection> accepted;
-    std::thread t([&] {
-      auto c = listener_->accept(milliseconds(20000));
-      if (c) accepted = std::move(*c);
-    });
-    auto c = a_->connect(host_, listener_->port());
-    t.join();
-    ASSERT_TRUE(c) << c.status().to_string();
-    ASSERT_TRUE(accepted);
-    out.push_back(std::move(*c));
-    in.push_back(std::move(accepted));
+    std::unique_ptr<Connection> o, a;
+    ConnectPair(&o, &a);
+    if (HasFatalFailure()) return;
+    out.push_back(std::move(o));
+    in.push_back(std::move(a));
   }
   fill(src, 99);
   std::vector<Op> ops;
