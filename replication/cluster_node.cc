@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "replication/replication_manager.h"
+#include "src/clock.h"
 #include "src/proto_bin.h"
 #include "src/proto_text.h"
 #include "src/proto_util.h"
@@ -21,8 +22,12 @@ std::atomic<uint64_t> g_instances{0};
 // Status byte leading a kForward reply.
 constexpr char kReplyOk = 0;
 constexpr char kReplyError = 1;
-constexpr std::string_view kNotPrimary = "\x01SERVER_ERROR not primary for this key\r\n";
+constexpr char kReplyRetry = 2;
+constexpr std::string_view kNotPrimary = "\x02not primary for this key";
+constexpr std::string_view kNoLease = "\x02its lease as primary lapsed (awaiting the meta server)";
+constexpr std::string_view kOlderMap = "\x02its map is older than the forwarder's";
 constexpr std::string_view kReplicationFailed = "\x01SERVER_ERROR replication failed\r\n";
+constexpr size_t kForwardHead = 1 + 8;  // WireProtocol byte + u64 epoch
 
 // route()'s per-thread copy of the published map (cf. MapCache, which
 // follows Membership directly: route() must follow only maps the
@@ -189,6 +194,8 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   mem.fabric_addr = options.fabric_host + ":" + std::to_string(n->mesh_->port());
   mem.on_map = [p](std::shared_ptr<const ClusterMap> map) { p->on_map(std::move(map)); };
   mem.log = [p](std::string_view line) { p->log(std::string(line)); };
+  mem.lease = &n->lease_;
+  mem.on_fenced = [p] { p->on_fenced(); };
   n->log("cluster: node " + (options.node_id ? std::to_string(options.node_id) : "(assigned)") +
          " joining meta server " + options.meta_host + ":" + std::to_string(options.meta_port) +
          ", memcached " + options.memcached_addr + ", fabric " + mem.fabric_addr + " (" +
@@ -200,6 +207,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
     std::lock_guard g(n->map_mu_);
     ReplicationManager::Options ro;
     ro.log = [p](std::string_view line) { p->log(std::string(line)); };
+    ro.dead_hold = options.failover_wait;
     if (n->fabric_->progress() == rdma::ProgressMode::kBlocking) {
       // No thread of ours spins either (see ProgressMode::kBlocking).
       ro.writer.idle_spin = std::chrono::microseconds(0);
@@ -220,11 +228,18 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
       n->publish(map);
     }
   }
+  n->redirector_ = std::thread([p] { p->redirect_main(); });
   return n;
 }
 
 void ClusterNode::stop() {
   std::call_once(stopped_, [this] {
+    {
+      std::lock_guard g(park_mu_);
+      park_stop_ = true;
+    }
+    park_cv_.notify_all();
+    if (redirector_.joinable()) redirector_.join();  // fails what is parked
     if (membership_) membership_->stop();
     // No handler runs and no call is in flight after this; the links'
     // connections stay allocated (writers may still hold them) until the
@@ -261,6 +276,21 @@ void ClusterNode::publish(std::shared_ptr<const ClusterMap> map) {
     version_.fetch_add(1, std::memory_order_release);
   }
   pub_cv_.notify_all();
+  {
+    std::lock_guard g(park_mu_);
+    park_news_ = true;  // parked requests may have a primary now
+  }
+  park_cv_.notify_all();
+}
+
+void ClusterNode::on_fenced() {
+  {
+    std::lock_guard g(map_mu_);
+    if (manager_) manager_->fence();
+  }
+  // A new server from here on: nothing it held may be served again.
+  store_.flush_all(clock::now());
+  log("cluster: fenced: replication stopped and every item dropped; joining again empty");
 }
 
 std::shared_ptr<const ClusterMap> ClusterNode::map() const {
@@ -289,7 +319,10 @@ Route ClusterNode::route(std::string_view key) {
   const ClusterMap* m = current();
   if (m == nullptr) return Route{false, 0};
   uint32_t primary = m->primary(m->partition_of(key));
-  if (primary != 0 && primary == membership_->node_id()) return Route{true, primary};
+  // A primary whose lease lapsed forwards to itself: forward() parks the
+  // request until the lease or a new map settles who serves it.
+  if (primary != 0 && primary == membership_->node_id())
+    return Route{lease_.valid(), primary};
   return Route{false, primary};
 }
 
@@ -306,42 +339,175 @@ size_t ClusterNode::nodes(uint32_t* out, size_t max) {
 
 uint32_t ClusterNode::self() const { return membership_ ? membership_->node_id() : 0; }
 
-namespace {
-
-struct ForwardCall {
-  Cluster::ForwardDone done;
-  void* ctx;
-  uint32_t node;
-  bool no_map;
+struct ClusterNode::ForwardCall {
+  ClusterNode* node = nullptr;
+  Cluster::ForwardDone done = nullptr;
+  void* ctx = nullptr;
+  WireProtocol proto = WireProtocol::kText;
+  std::string request;
+  uint32_t target = 0;   // node it goes to next
+  uint64_t epoch = 0;    // of the map it was last routed by
+  std::chrono::steady_clock::time_point deadline, last_try;
+  std::string why;       // why it is parked
 };
 
-void forward_done(void* ctx, const rdma::Status& st, std::string_view reply) {
-  std::unique_ptr<ForwardCall> c(static_cast<ForwardCall*>(ctx));
-  if (!st) {
-    std::string line = c->no_map ? "SERVER_ERROR cluster map not available\r\n"
-                                 : "SERVER_ERROR forwarding to node " + std::to_string(c->node) +
-                                       " failed: " + one_line(st.to_string()) + "\r\n";
-    c->done(c->ctx, false, line);
-    return;
-  }
-  if (reply.empty() || (reply[0] != kReplyOk && reply[0] != kReplyError)) {
-    c->done(c->ctx, false,
-            "SERVER_ERROR malformed reply from node " + std::to_string(c->node) + "\r\n");
-    return;
-  }
-  c->done(c->ctx, reply[0] == kReplyOk, reply.substr(1));
+namespace {
+
+void put_u64_le(char* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = char((v >> (8 * i)) & 0xff);
+}
+uint64_t get_u64_le(std::string_view in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t(uint8_t(in[i])) << (8 * i);
+  return v;
+}
+
+void finish(ClusterNode::ForwardCall* raw, bool ok, std::string_view reply) {
+  std::unique_ptr<ClusterNode::ForwardCall> c(raw);
+  c->done(c->ctx, ok, reply);
 }
 
 }  // namespace
 
 void ClusterNode::forward(uint32_t node, WireProtocol proto, std::string_view request,
                           ForwardDone done, void* ctx) {
-  bool no_map = node == 0 || current() == nullptr;
-  // One allocation per forward: the mesh's callback needs a context that
-  // outlives this call.
-  auto* c = new ForwardCall{done, ctx, node, no_map};
-  const char head = char(proto);
-  mesh_->call(node, PeerRpc::kForward, std::string_view(&head, 1), request, &forward_done, c);
+  // One allocation and one copy per forward (the copy is what a retry
+  // after a failover resends).
+  auto* c = new ForwardCall;
+  c->node = this;
+  c->done = done;
+  c->ctx = ctx;
+  c->proto = proto;
+  c->request.assign(request);
+  c->target = node;
+  c->deadline = std::chrono::steady_clock::now() + opts_.failover_wait;
+  dispatch(c);
+}
+
+void ClusterNode::dispatch(ForwardCall* c) {
+  const ClusterMap* m = current();
+  c->last_try = std::chrono::steady_clock::now();
+  if (m == nullptr || c->target == 0) return park(c, "cluster map not available");
+  if (c->target == self()) return park(c, "this server's lease as primary lapsed");
+  c->epoch = m->epoch();
+  char head[kForwardHead];
+  head[0] = char(c->proto);
+  put_u64_le(head + 1, c->epoch);
+  mesh_->call(c->target, PeerRpc::kForward, std::string_view(head, sizeof head), c->request,
+              &ClusterNode::on_forward_reply, c);
+}
+
+void ClusterNode::on_forward_reply(void* ctx, const rdma::Status& st, std::string_view reply) {
+  auto* c = static_cast<ForwardCall*>(ctx);
+  ClusterNode* n = c->node;
+  const std::string node = "node " + std::to_string(c->target);
+  if (!st) {
+    // Tell the meta server: it corroborates with the heartbeats and fails
+    // the node over faster than its timeout would.
+    std::string why = "forwarding to " + node + " failed: " + one_line(st.to_string());
+    if (n->membership_) n->membership_->report(c->target, why);
+    return n->park(c, std::move(why));
+  }
+  if (reply.empty() || reply[0] > kReplyRetry)
+    return finish(c, false, "SERVER_ERROR malformed reply from " + node + "\r\n");
+  if (reply[0] == kReplyRetry) return n->park(c, node + " answered: " + std::string(reply.substr(1)));
+  finish(c, reply[0] == kReplyOk, reply.substr(1));
+}
+
+void ClusterNode::park(ForwardCall* c, std::string why) {
+  c->why = std::move(why);
+  {
+    std::lock_guard g(park_mu_);
+    if (!park_stop_) {
+      parked_.push_back(c);
+      park_news_ = true;
+      park_cv_.notify_all();
+      return;
+    }
+  }
+  finish(c, false, "SERVER_ERROR " + c->why + "\r\n");
+}
+
+bool ClusterNode::retry(ForwardCall* c, std::chrono::steady_clock::time_point now) {
+  const ClusterMap* m = current();
+  if (now >= c->deadline) {
+    finish(c, false,
+           "SERVER_ERROR no primary took over within " +
+               std::to_string(opts_.failover_wait.count()) + " ms (" + c->why + ")\r\n");
+    return true;
+  }
+  if (m == nullptr) return false;
+  // Who is primary of the request's keys now.
+  uint32_t primary = 0;
+  bool keyed = false, split = false;
+  auto look = [&](std::string_view key) {
+    uint32_t p = m->primary(m->partition_of(key));
+    if (keyed && p != primary) split = true;
+    primary = p;
+    keyed = true;
+  };
+  if (c->proto == WireProtocol::kBinary)
+    binary_keys(c->request, look);
+  else
+    text_keys(c->request, look);
+  if (split) {
+    finish(c, false, "SERVER_ERROR the keys of this request moved to several servers; retry\r\n");
+    return true;
+  }
+  if (!keyed) {  // flush_all and such: done if its node left the map
+    const ServerInfo* s = m->server(c->target);
+    if (s == nullptr || s->state != ServerState::kUp) {
+      finish(c, true, "");
+      return true;
+    }
+    primary = c->target;
+  }
+  if (primary == 0) return false;
+  if (primary == self()) {
+    if (!lease_.valid(now)) return false;
+    ForwardCall* raw = c;
+    execute(self(), c->proto == WireProtocol::kBinary, c->request, [raw](std::string_view r) {
+      if (!r.empty() && r[0] == kReplyRetry)
+        raw->node->park(raw, std::string(r.substr(1)));
+      else
+        finish(raw, !r.empty() && r[0] == kReplyOk, r.empty() ? r : r.substr(1));
+    });
+    return true;
+  }
+  // Another node: at once under a newer map, else after a pause (the
+  // primary may be between maps itself).
+  if (primary == c->target && m->epoch() <= c->epoch &&
+      now - c->last_try < std::chrono::milliseconds(5))
+    return false;
+  c->target = primary;
+  dispatch(c);
+  return true;
+}
+
+void ClusterNode::redirect_main() {
+  std::vector<ForwardCall*> batch, keep;
+  std::unique_lock g(park_mu_);
+  for (;;) {
+    // Woken by park() and by every new map; otherwise a 2 ms tick (lease
+    // renewals and deadlines are not signalled).
+    park_cv_.wait_for(g, std::chrono::milliseconds(2), [&] { return park_stop_ || park_news_; });
+    park_news_ = false;
+    if (park_stop_) break;
+    if (parked_.empty()) continue;
+    batch.swap(parked_);
+    g.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    for (ForwardCall* c : batch)
+      if (!retry(c, now)) keep.push_back(c);
+    batch.clear();
+    g.lock();
+    parked_.insert(parked_.end(), keep.begin(), keep.end());
+    keep.clear();
+  }
+  std::vector<ForwardCall*> left;
+  left.swap(parked_);
+  g.unlock();
+  for (ForwardCall* c : left) finish(c, false, "SERVER_ERROR server shutting down\r\n");
 }
 
 bool ClusterNode::barrier(BarrierDone done, void* ctx) {
@@ -387,15 +553,24 @@ void reply_after_barrier(void* ctx, bool ok) {
 
 void ClusterNode::serve_forward(uint32_t from, std::string_view payload,
                                 PeerMesh::Responder respond) {
-  if (payload.empty()) {
-    respond("\x01SERVER_ERROR empty forwarded request\r\n");
+  if (payload.size() < kForwardHead) {
+    respond("\x01SERVER_ERROR malformed forwarded request\r\n");
     return;
   }
   const bool binary = payload[0] == char(WireProtocol::kBinary);
-  std::string_view req = payload.substr(1);
+  const uint64_t their_epoch = get_u64_le(payload.substr(1, 8));
+  std::string_view req = payload.substr(kForwardHead);
 
   // A request routed by an older or newer map than ours: never forward it
-  // again (two nodes could bounce it forever); the client may retry.
+  // again (two nodes could bounce it forever); the forwarder retries.
+  const ClusterMap* m = current();
+  if (m != nullptr && their_epoch > m->epoch()) return respond(kOlderMap);
+  if (!lease_.valid()) return respond(kNoLease);
+  execute(from, binary, req, std::move(respond));
+}
+
+void ClusterNode::execute(uint32_t from, bool binary, std::string_view req,
+                          PeerMesh::Responder respond) {
   const ClusterMap* m = current();
   uint32_t me = self();
   bool mine = m != nullptr;
@@ -428,8 +603,8 @@ void ClusterNode::serve_forward(uint32_t from, std::string_view payload,
   }
   r->respond = std::move(respond);
   PendingReply* raw = r.release();
-  // barrier() covers the effects this thread (the link's reader) produced,
-  // i.e. this request's; if nothing needs waiting, answer now.
+  // barrier() covers the effects this thread produced, i.e. this
+  // request's; if nothing needs waiting, answer now.
   if (!barrier(&reply_after_barrier, raw)) {
     std::unique_ptr<PendingReply> own(raw);
     own->respond(own->out);

@@ -17,9 +17,24 @@
 // never acknowledges a write as primary of a partition whose secondaries
 // have no writer yet.
 //
-// kForward wire form: request = 1 byte WireProtocol + raw request bytes;
-// reply = 1 status byte (0: the raw reply follows; 1: a "SERVER_ERROR
-// ...\r\n" line follows and the forwarder reports ok=false) + bytes.
+// kForward wire form: request = 1 byte WireProtocol + u64 epoch of the
+// forwarder's map (little-endian) + raw request bytes; reply = 1 status
+// byte + bytes: 0 the raw reply follows; 1 a "SERVER_ERROR ...\r\n" line
+// follows and the forwarder reports ok=false; 2 "retry": this node is not
+// (or not yet, or no longer) the primary of those keys by its map, its
+// lease lapsed, or the forwarder's map is newer than its own, and a line
+// says which.
+//
+// Failover (issue 6): route() sends nothing to this node's own partitions
+// while its Lease (replication/lease.h) has lapsed; such requests, and
+// forwards whose primary failed (transport error, reported to the meta
+// server as a suspicion) or answered "retry", are parked and re-routed by
+// a redirector thread as maps arrive: to the new primary, or executed here
+// once this node is primary with a valid lease. A request still without a
+// primary after Options::failover_wait fails with "SERVER_ERROR" naming
+// why. A keyless request (flush_all) whose node left the map counts as
+// done. If a multi-key request's keys now belong to several primaries, it
+// fails with a SERVER_ERROR saying so (the client retries).
 //
 // Thread-safety: the ftm::Cluster methods are safe for concurrent use;
 // start() and stop() are called once each, from the main thread.
@@ -36,8 +51,11 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "rdma/fabric_domain.h"
+#include "replication/lease.h"
 #include "replication/membership.h"
 #include "replication/partition_map.h"
 #include "replication/peer_mesh.h"
@@ -70,6 +88,9 @@ class ClusterNode final : public Cluster {
     std::function<void(ThreadStats*)> register_stats;
     // Start-up and map lines; default stderr.
     std::function<void(std::string_view)> log;
+    // --failover-wait-ms: how long a request for a partition in transition
+    // waits for its new primary.
+    std::chrono::milliseconds failover_wait{1000};
   };
 
   // Opens the fabric, starts the mesh, joins the cluster (returns without
@@ -106,6 +127,10 @@ class ClusterNode final : public Cluster {
 
   // Executes requests forwarded by one peer (defined in the .cc).
   struct Executor;
+  // One forwarded request, from forward() until its done fires.
+  struct ForwardCall;
+  // Whether this node may act as primary now (tests).
+  bool lease_valid() const { return lease_.valid(); }
 
  private:
   explicit ClusterNode(const Options& options, Store& store);
@@ -113,7 +138,19 @@ class ClusterNode final : public Cluster {
   void publish(std::shared_ptr<const ClusterMap> map);
   const ClusterMap* current();
   void serve_forward(uint32_t from, std::string_view payload, PeerMesh::Responder respond);
+  // Runs raw requests as a forwarded Session (from = the peer, or this
+  // node for redirected ones) and responds with status byte + reply once
+  // the replication barrier fired.
+  void execute(uint32_t from, bool binary, std::string_view req, PeerMesh::Responder respond);
   Executor& executor(uint32_t from);
+  void on_fenced();
+  // Forwarding with redirection (see the file comment).
+  void dispatch(ForwardCall* c);
+  static void on_forward_reply(void* ctx, const rdma::Status& st, std::string_view reply);
+  void park(ForwardCall* c, std::string why);
+  void redirect_main();
+  // Tries a parked call again; false if it stays parked.
+  bool retry(ForwardCall* c, std::chrono::steady_clock::time_point now);
   void log(const std::string& line) const;
 
   const Options opts_;
@@ -136,6 +173,14 @@ class ClusterNode final : public Cluster {
   std::mutex exec_mu_;
   std::map<uint32_t, std::unique_ptr<Executor>> executors_;  // guarded by exec_mu_
   std::once_flag stopped_;
+
+  Lease lease_;
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  std::vector<ForwardCall*> parked_;  // guarded by park_mu_
+  bool park_stop_ = false;            // guarded by park_mu_
+  bool park_news_ = false;            // parked or published since; park_mu_
+  std::thread redirector_;
 };
 
 }  // namespace ftm::repl

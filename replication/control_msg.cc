@@ -20,7 +20,8 @@ ClusterStatus corrupt(const std::string& what) {
 MsgType type_of(const ControlMsg& m) {
   static constexpr MsgType kTypes[] = {MsgType::kJoin,      MsgType::kJoinOk,
                                        MsgType::kMap,       MsgType::kStatusReq,
-                                       MsgType::kStatus,    MsgType::kError};
+                                       MsgType::kStatus,    MsgType::kError,
+                                       MsgType::kSuspect};
   return kTypes[m.index()];
 }
 
@@ -45,7 +46,8 @@ bool addr_ok(const std::string& s) {
 
 const char* msg_name(const ControlMsg& msg) {
   static constexpr const char* kNames[] = {"JOIN",       "JOIN_OK", "MAP",
-                                           "STATUS_REQ", "STATUS",  "ERROR"};
+                                           "STATUS_REQ", "STATUS",  "ERROR",
+                                           "SUSPECT"};
   return kNames[msg.index()];
 }
 
@@ -74,6 +76,7 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
           put_str16(out, m.heartbeat_region.substr(0, kMaxText));
           put_u64(out, m.heartbeat_offset);
           put_u32(out, m.heartbeat_interval_us);
+          put_u32(out, m.lease_us);
         } else if constexpr (std::is_same_v<T, MapMsg>) {
           put_map(out, m.map);
         } else if constexpr (std::is_same_v<T, StatusReqMsg>) {
@@ -103,6 +106,10 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
           fits = m.text.size() <= kMaxText;
           put_u16(out, m.code);
           put_str16(out, m.text.substr(0, kMaxText));
+        } else if constexpr (std::is_same_v<T, SuspectMsg>) {
+          fits = m.reason.size() <= kMaxText;
+          put_u32(out, m.node_id);
+          put_str16(out, m.reason.substr(0, kMaxText));
         }
       },
       msg);
@@ -160,7 +167,8 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       if (br.failed()) return corrupt("truncated JOIN");
       if (!addr_ok(m.memcached_addr) || !addr_ok(m.fabric_addr))
         return corrupt("JOIN address too long");
-      if (m.flags & ~JoinMsg::kSpare) return corrupt("JOIN has unknown flags");
+      if (m.flags & ~(JoinMsg::kSpare | JoinMsg::kEmpty))
+        return corrupt("JOIN has unknown flags");
       env.msg = std::move(m);
       break;
     }
@@ -173,6 +181,7 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       m.heartbeat_region = br.str16();
       m.heartbeat_offset = br.u64();
       m.heartbeat_interval_us = br.u32();
+      m.lease_us = br.u32();
       if (br.failed()) return corrupt("truncated JOIN_OK");
       if (m.node_id == 0) return corrupt("JOIN_OK with node id 0");
       env.msg = std::move(m);
@@ -227,8 +236,16 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       env.msg = std::move(m);
       break;
     }
+    case MsgType::kSuspect: {
+      SuspectMsg m;
+      m.node_id = br.u32();
+      m.reason = br.str16();
+      if (br.failed()) return corrupt("truncated SUSPECT");
+      if (m.reason.size() > kMaxText) return corrupt("SUSPECT reason too long");
+      env.msg = std::move(m);
+      break;
+    }
     case MsgType::kHeartbeat:
-    case MsgType::kSuspect:
     default:
       return ClusterStatus(ClusterErrc::kVersion,
                            "unsupported control message type " +

@@ -16,11 +16,16 @@
 //   data server -> meta   JOIN {node id or 0 = assign one, flags, addresses}
 //   meta -> data server   JOIN_OK {node id, map} or ERROR {code, text}
 //   meta -> data servers  MAP {map} whenever the epoch rises
+//   data server -> meta   SUSPECT {node, reason}: a peer failed a forward
+//                         or a replication write (issue 6: the meta server
+//                         corroborates it with the heartbeats)
+//   meta -> data server   ERROR kFenced: this node was declared failed; it
+//                         empties itself and joins again with kEmpty
 //   ctl -> meta           STATUS_REQ
 //   meta -> ctl           STATUS {map, per-server connection info}
 // Heartbeats are one-sided writes, not messages (replication/heartbeat.h):
-// JOIN_OK says where. HEARTBEAT and SUSPECT keep reserved type numbers;
-// decode() answers kVersion ("unsupported type") for them.
+// JOIN_OK says where. HEARTBEAT keeps a reserved type number; decode()
+// answers kVersion ("unsupported type") for it.
 //
 // Thread-safety: plain values and pure functions.
 #ifndef FTM_REPLICATION_CONTROL_MSG_H_
@@ -52,12 +57,15 @@ enum class MsgType : uint16_t {
   kStatusReq = 4,
   kStatus = 5,
   kError = 6,
-  kHeartbeat = 7,  // reserved (issue 6)
-  kSuspect = 8,    // reserved (issue 6)
+  kHeartbeat = 7,  // reserved
+  kSuspect = 8,
 };
 
 struct JoinMsg {
   static constexpr uint32_t kSpare = 1;  // flags: join as a spare
+  // flags: this process holds no data (it just started, or emptied itself
+  // after being fenced). The only way back for a node id declared failed.
+  static constexpr uint32_t kEmpty = 2;
   uint32_t node_id = 0;                  // 0 = let the meta server assign
   uint32_t flags = 0;
   std::string memcached_addr;            // host:port
@@ -75,6 +83,12 @@ struct JoinOkMsg {
   std::string heartbeat_region;
   uint64_t heartbeat_offset = 0;
   uint32_t heartbeat_interval_us = 0;
+  // How long (microseconds) after posting a heartbeat that the meta
+  // server acknowledged (its slot's fence word still 0) this server may
+  // act as primary without hearing more: shorter than the failure
+  // detector's floor, so a server is never declared failed while its own
+  // lease runs (fencing by lease; 0 = no lease needed).
+  uint32_t lease_us = 0;
   bool operator==(const JoinOkMsg&) const = default;
 };
 
@@ -120,14 +134,24 @@ struct ErrorMsg {
     kNodeBusy = 2,    // that node id is connected from elsewhere; retry later
     kInternal = 3,    // the meta server could not do it (e.g. persist failed)
     kFull = 4,        // too many servers
+    kFenced = 5,      // the node was declared failed: join again empty
   };
   uint16_t code = kBadRequest;
   std::string text;
   bool operator==(const ErrorMsg&) const = default;
 };
 
-using ControlMsg =
-    std::variant<JoinMsg, JoinOkMsg, MapMsg, StatusReqMsg, StatusMsg, ErrorMsg>;
+// A data server's report that `node` failed a forward or a replication
+// write (peer closed, timeout), so the meta server can declare it failed
+// without waiting for the heartbeat timeout.
+struct SuspectMsg {
+  uint32_t node_id = 0;
+  std::string reason;
+  bool operator==(const SuspectMsg&) const = default;
+};
+
+using ControlMsg = std::variant<JoinMsg, JoinOkMsg, MapMsg, StatusReqMsg, StatusMsg,
+                                ErrorMsg, SuspectMsg>;
 
 struct Envelope {
   uint32_t seq = 0;

@@ -59,26 +59,61 @@ void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok) {
     join_ok->heartbeat_region = region_wire_;
     join_ok->heartbeat_offset = HeartbeatArray::slot_offset(node);
     join_ok->heartbeat_interval_us = uint32_t(opts_.heartbeat_interval.count());
+    // Three quarters of the floor: the node stops acting as primary at
+    // least a quarter of the floor before it can be declared failed
+    // (replication/lease.h), which absorbs scheduling delay on its side.
+    join_ok->lease_us = uint32_t(opts_.detector.floor.count() * 3 / 4);
   }
 }
 
 void FailureMonitor::forget(uint32_t node) {
   std::lock_guard g(mu_);
   watched_.erase(node);
+  reports_.erase(node);
   detector_.forget(node);
 }
 
 void FailureMonitor::report(uint32_t node, const std::string& reason) {
-  bool fresh;
   {
     std::lock_guard g(mu_);
-    if (!watched_.count(node)) return;
-    fresh = !detector_.suspected(node);
-    detector_.report(node, reason, Clock::now());
+    if (!watched_.count(node) || detector_.suspected(node) || reports_.count(node)) return;
+    reports_[node] = Report{reason, Clock::now()};
   }
-  if (fresh) {
-    log("ftmemcached-meta: node " + std::to_string(node) + " suspected: " + reason);
-    if (opts_.on_suspect) opts_.on_suspect(node, reason);
+}
+
+void FailureMonitor::fence(uint32_t node, uint64_t epoch) {
+  if (node <= opts_.max_node) array_->fence(node, epoch);
+}
+
+bool FailureMonitor::others_alive(uint32_t node) const {
+  std::lock_guard g(mu_);
+  for (uint32_t n : watched_)
+    if (n != node && !detector_.suspected(n)) return true;
+  return false;
+}
+
+// REQUIRES mu_. Moves corroborated reports into `suspects` and drops the
+// ones the node's heartbeats contradicted for a whole timeout.
+void FailureMonitor::judge_reports(Clock::time_point now,
+                                   std::vector<std::pair<uint32_t, std::string>>& suspects,
+                                   std::vector<std::string>& dropped) {
+  for (auto it = reports_.begin(); it != reports_.end();) {
+    auto v = detector_.view(it->first, now);
+    if (!v.known || v.suspected) {
+      it = reports_.erase(it);
+    } else if (v.age >= 2 * opts_.heartbeat_interval) {
+      std::string why = it->second.reason + "; no heartbeat for " + ms_text(v.age);
+      detector_.report(it->first, why, now);
+      suspects.emplace_back(it->first, why);
+      it = reports_.erase(it);
+    } else if (now - it->second.at > v.timeout) {
+      dropped.push_back("ftmemcached-meta: node " + std::to_string(it->first) +
+                        " not suspected despite a report (" + it->second.reason +
+                        "): its heartbeats continue");
+      it = reports_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 
@@ -98,6 +133,8 @@ void FailureMonitor::fill(ServerStatus* s) const {
 void FailureMonitor::run() {
   std::vector<std::pair<uint32_t, std::string>> suspects;
   std::vector<std::pair<uint32_t, FailureDetector::View>> cleared;
+  std::vector<std::string> dropped;
+  raise_to_realtime();
   std::unique_lock lk(mu_);
   auto next = Clock::now();
   while (!stop_) {
@@ -109,19 +146,22 @@ void FailureMonitor::run() {
     }
     for (uint32_t node : detector_.scan(now))
       suspects.emplace_back(node, detector_.view(node, now).reason);
-    if (!suspects.empty() || !cleared.empty()) {
+    judge_reports(now, suspects, dropped);
+    if (!suspects.empty() || !cleared.empty() || !dropped.empty()) {
       // Log and call out without the lock: on_suspect may ask for status.
       lk.unlock();
       for (auto& [node, v] : cleared)
         log("ftmemcached-meta: node " + std::to_string(node) +
             " heartbeats again: false suspicion #" + std::to_string(v.false_suspicions) +
             ", its timeout widened to " + ms_text(v.timeout));
+      for (auto& line : dropped) log(line);
       for (auto& [node, reason] : suspects) {
         log("ftmemcached-meta: node " + std::to_string(node) + " suspected: " + reason);
         if (opts_.on_suspect) opts_.on_suspect(node, reason);
       }
       suspects.clear();
       cleared.clear();
+      dropped.clear();
       lk.lock();
     }
     next += opts_.scan_every;

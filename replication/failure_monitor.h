@@ -15,12 +15,15 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
@@ -57,14 +60,30 @@ class FailureMonitor {
   void watch(uint32_t node, JoinOkMsg* join_ok);
   // A server left the map: no longer watched.
   void forget(uint32_t node);
-  // A fabric error about `node` reported by a peer: suspect it now.
+  // A fabric error about `node` reported by a peer (a forward or a
+  // replication write failed). Corroborated before it counts: the node is
+  // suspected (on_suspect) at the first scan that finds its heartbeat at
+  // least two intervals old, which for a dead process is within a few
+  // milliseconds, well before its timeout. A report whose node keeps
+  // heartbeating for one whole timeout is dropped (logged): a link flap or
+  // the reporter's own trouble must not fail over a live server.
   void report(uint32_t node, const std::string& reason);
+  // Sets `node`'s fence word (replication/heartbeat.h): it was declared
+  // failed at `epoch` and learns so at its next heartbeat.
+  void fence(uint32_t node, uint64_t epoch);
+  // Whether some watched node other than `node` is not suspected: false
+  // means every server looks dead at once, which says more about this
+  // metadata server's own connectivity than about them.
+  bool others_alive(uint32_t node) const;
   // Copies the detector's view of s->node_id into s's heartbeat fields.
   void fill(ServerStatus* s) const;
 
  private:
   FailureMonitor(Options o) : opts_(std::move(o)), detector_(opts_.detector) {}
   void run();
+  void judge_reports(FailureDetector::Clock::time_point now,
+                     std::vector<std::pair<uint32_t, std::string>>& suspects,
+                     std::vector<std::string>& dropped);
   void log(const std::string& line) const;
 
   Options opts_;
@@ -73,6 +92,11 @@ class FailureMonitor {
   mutable std::mutex mu_;
   FailureDetector detector_;  // guarded by mu_
   std::set<uint32_t> watched_;  // guarded by mu_
+  struct Report {
+    std::string reason;
+    FailureDetector::Clock::time_point at;
+  };
+  std::map<uint32_t, Report> reports_;  // awaiting corroboration; mu_
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;

@@ -1,5 +1,8 @@
 #include "replication/heartbeat.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <atomic>
 #include <cstring>
 #include <random>
@@ -24,6 +27,14 @@ uint64_t load_word(const std::byte* p) {
 
 }  // namespace
 
+void raise_to_realtime() {
+  // Best effort (needs CAP_SYS_NICE or an rtprio limit; without it the
+  // thread keeps its normal priority and the floor must absorb the delay).
+  sched_param sp{};
+  sp.sched_priority = 1;
+  (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+}
+
 void encode_heartbeat(const HeartbeatValue& v, std::byte* slot) {
   uint64_t words[3] = {v.incarnation, v.counter, mix(v)};
   std::memcpy(slot, words, sizeof words);
@@ -40,7 +51,8 @@ rdma::Result<std::unique_ptr<HeartbeatArray>> HeartbeatArray::create(rdma::Fabri
   std::unique_ptr<HeartbeatArray> a(new HeartbeatArray());
   a->size_ = (size_t(max_node) + 1) * kHeartbeatSlotSize;
   a->mem_.reset(new std::byte[a->size_]());  // 16-aligned: enough for the u64 words
-  auto mr = fabric.register_memory({a->mem_.get(), a->size_}, /*remote_read=*/false,
+  // Remote reads: writers read their fence word back.
+  auto mr = fabric.register_memory({a->mem_.get(), a->size_}, /*remote_read=*/true,
                                    /*remote_write=*/true);
   if (!mr) return mr.status();
   a->mr_ = std::move(mr).value();
@@ -54,20 +66,26 @@ std::optional<HeartbeatValue> HeartbeatArray::read(uint32_t node) const {
 
 void HeartbeatArray::clear(uint32_t node) {
   std::byte* p = mem_.get() + slot_offset(node);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p + 8 * i))
         .store(0, std::memory_order_release);
+}
+
+void HeartbeatArray::fence(uint32_t node, uint64_t epoch) {
+  std::byte* p = mem_.get() + slot_offset(node) + 24;
+  std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p)).store(epoch, std::memory_order_release);
 }
 
 rdma::Result<std::unique_ptr<HeartbeatWriter>> HeartbeatWriter::start(
     rdma::Fabric& fabric, rdma::Connection& conn, const rdma::RegionDescriptor& remote,
     uint64_t offset, std::chrono::microseconds interval,
-    std::function<void(std::string_view)> log) {
+    std::function<void(std::string_view)> log, HeartbeatLease lease) {
   std::unique_ptr<HeartbeatWriter> w(new HeartbeatWriter(conn));
   w->remote_ = remote;
   w->offset_ = offset;
   w->interval_ = interval;
   w->log_ = std::move(log);
+  w->lease_ = std::move(lease);
   rdma::Status in_bounds = remote.check_bounds(offset, kHeartbeatSlotSize, "heartbeat");
   if (!in_bounds) return in_bounds;
   auto mr = fabric.register_memory({w->buf_, sizeof w->buf_}, false, false);
@@ -93,13 +111,32 @@ void HeartbeatWriter::stop() {
 }
 
 void HeartbeatWriter::run() {
+  raise_to_realtime();
   auto next = std::chrono::steady_clock::now();
   std::unique_lock lk(mu_);
   while (!stop_) {
     lk.unlock();
     value_.counter++;
     encode_heartbeat(value_, buf_);
+    const auto posted = std::chrono::steady_clock::now();
     rdma::Status st = conn_.write(*mr_, 0, remote_, offset_, 24).wait();
+    // Read back after the write completed: what it sees is the meta
+    // server's word at a time after this heartbeat arrived.
+    if (st && lease_.lease != nullptr) st = conn_.read(*mr_, 24, remote_, offset_ + 24, 8).wait();
+    uint64_t fence = 0;
+    if (st && lease_.lease != nullptr) {
+      fence = load_word(buf_ + 24);
+      if (fence == 0) {
+        lease_.lease->renew(posted, lease_.length);
+      } else {
+        lease_.lease->revoke();
+        if (log_)
+          log_("heartbeat: the metadata server declared this node failed at epoch " +
+               std::to_string(fence) + "; no longer serving as primary");
+        if (lease_.on_fenced) lease_.on_fenced(fence);
+        return;
+      }
+    }
     lk.lock();
     if (!st) {
       if (!stop_ && log_)

@@ -10,7 +10,12 @@
 //   8  u64 counter       +1 per heartbeat
 //   16 u64 check         mix(incarnation, counter): a slot read while a write
 //                        lands (RDMA orders no bytes within a write) fails it
-//   24 zero padding
+//   24 u64 fence         written by the metadata server only: 0 while the
+//                        node is in good standing, else the epoch at which
+//                        it was declared failed. The writer reads it back
+//                        after every heartbeat (one-sided read): 0 renews
+//                        the node's Lease (replication/lease.h), anything
+//                        else fences it.
 //
 // Thread-safety: HeartbeatArray::read is safe for concurrent use with the
 // writes landing; HeartbeatWriter runs its own thread.
@@ -33,6 +38,7 @@
 #include "rdma/fabric_domain.h"
 #include "rdma/memory_region.h"
 #include "rdma/region_descriptor.h"
+#include "replication/lease.h"
 
 namespace ftm::repl {
 
@@ -42,6 +48,13 @@ struct HeartbeatValue {
   uint64_t incarnation = 0;
   uint64_t counter = 0;
 };
+
+// Puts the calling thread in the lowest real-time class (SCHED_FIFO 1) if
+// the process may: a heartbeat that waited for a CPU behind a busy data
+// path would be a false suspicion, and the heartbeat writer and the
+// meta server's scan thread sleep almost all the time, so they take
+// nothing from it. Silently keeps the normal class otherwise.
+void raise_to_realtime();
 
 // Encodes `v` into the first 24 bytes of `slot` (kHeartbeatSlotSize bytes).
 void encode_heartbeat(const HeartbeatValue& v, std::byte* slot);
@@ -62,8 +75,11 @@ class HeartbeatArray {
   // The slot of `node` as it is now (nullopt: never written, or torn: read
   // again later). REQUIRES node <= max_node.
   std::optional<HeartbeatValue> read(uint32_t node) const;
-  // Empties a slot (a node id handed to a new server).
+  // Empties a slot (a node id handed to a new server), fence word included.
   void clear(uint32_t node);
+  // Sets the slot's fence word: `epoch` != 0 tells the node, at its next
+  // heartbeat, that it was declared failed at that epoch.
+  void fence(uint32_t node, uint64_t epoch);
 
  private:
   HeartbeatArray() = default;
@@ -74,16 +90,27 @@ class HeartbeatArray {
 };
 
 // The data server's side: a thread that writes its heartbeat into
-// `remote` at `offset` over `conn` every `interval`, until stopped or the
-// connection breaks (then it logs once and stops: Membership reconnects and
-// starts a new writer).
+// `remote` at `offset` over `conn` every `interval` and reads the slot's
+// fence word back, until stopped or the connection breaks (then it logs
+// once and stops: Membership reconnects and starts a new writer).
+// What a HeartbeatWriter does with the fence word it reads back.
+struct HeartbeatLease {
+  Lease* lease = nullptr;               // renewed per acknowledged heartbeat
+  std::chrono::microseconds length{0};  // from each heartbeat's post time
+  // Called once, on the writer's thread, when the fence word is set (the
+  // writer then stops). Must not stop() the writer.
+  std::function<void(uint64_t epoch)> on_fenced;
+};
+
 class HeartbeatWriter {
  public:
-  // `conn` must outlive the writer. Errors: registering the staging buffer.
+  using Lease = HeartbeatLease;
+  // `conn` must outlive the writer; `lease.lease` too if given. Errors:
+  // registering the staging buffer, `offset` outside `remote`.
   static rdma::Result<std::unique_ptr<HeartbeatWriter>> start(
       rdma::Fabric& fabric, rdma::Connection& conn, const rdma::RegionDescriptor& remote,
       uint64_t offset, std::chrono::microseconds interval,
-      std::function<void(std::string_view)> log);
+      std::function<void(std::string_view)> log, HeartbeatLease lease = HeartbeatLease());
   ~HeartbeatWriter();  // stop()
   // Stops the thread (waits for the write in flight). Idempotent.
   void stop();
@@ -99,6 +126,7 @@ class HeartbeatWriter {
   uint64_t offset_ = 0;
   std::chrono::microseconds interval_{0};
   std::function<void(std::string_view)> log_;
+  HeartbeatLease lease_;
   alignas(8) std::byte buf_[kHeartbeatSlotSize] = {};
   std::unique_ptr<rdma::MemoryRegion> mr_;
   HeartbeatValue value_;

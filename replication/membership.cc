@@ -76,6 +76,74 @@ void Membership::install(ClusterMap map) {
   if (opts_.on_map) opts_.on_map(m);
 }
 
+void Membership::report(uint32_t node, std::string reason) {
+  std::lock_guard g(mu_);
+  for (auto& r : reports_)
+    if (r.first == node) return;
+  reports_.emplace_back(node, std::move(reason));
+}
+
+void Membership::send_reports(ControlChannel& ch) {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  {
+    std::lock_guard g(mu_);
+    out.swap(reports_);
+  }
+  for (auto& [node, reason] : out) (void)ch.send(SuspectMsg{node, std::move(reason)});
+}
+
+void Membership::fenced() {
+  if (opts_.lease) opts_.lease->revoke();
+  log("membership: the meta server declared this node failed; dropping its data and "
+      "joining again as a new server");
+  if (opts_.on_fenced) opts_.on_fenced();
+  empty_ = true;
+  fenced_.store(false);
+}
+
+ClusterStatus Membership::converse(ControlChannel& ch) {
+  const std::string meta = opts_.meta_host + ":" + std::to_string(opts_.meta_port);
+  JoinMsg join{node_id_.load(), (opts_.spare ? JoinMsg::kSpare : 0u) |
+                                    (empty_ ? JoinMsg::kEmpty : 0u),
+               opts_.memcached_addr, opts_.fabric_addr};
+  ClusterStatus st = ch.send(join);
+  while (st) {
+    // Short receives: queued reports go out between them.
+    auto env = ch.receive(std::chrono::milliseconds(5));
+    send_reports(ch);
+    if (!env) {
+      if (env.status().code() == ClusterErrc::kUnavailable) {
+        if (ch.ok() && !fenced_.load()) continue;  // just the timeout
+        st = env.status();
+        break;
+      }
+      log("membership: from meta server " + meta + ": " + env.status().to_string());
+      continue;
+    }
+    if (auto* ok = std::get_if<JoinOkMsg>(&env->msg)) {
+      node_id_.store(ok->node_id, std::memory_order_release);
+      connected_.store(true, std::memory_order_release);
+      empty_ = false;
+      log("membership: joined meta server " + meta + " as node " +
+          std::to_string(ok->node_id) + " at epoch " + std::to_string(ok->map.epoch()));
+      if (opts_.lease) opts_.lease->set_required(ok->lease_us > 0);
+      // Heartbeats first: the meta server times this node from JOIN_OK on,
+      // and following the map (install) may take a while (ring set-up).
+      start_heartbeats(ch, *ok);
+      install(std::move(ok->map));
+    } else if (auto* mm = std::get_if<MapMsg>(&env->msg)) {
+      install(std::move(mm->map));
+    } else if (auto* e = std::get_if<ErrorMsg>(&env->msg)) {
+      if (e->code == ErrorMsg::kFenced) fenced_.store(true);
+      st = ClusterStatus(ClusterErrc::kRefused, e->text);
+    } else {
+      log(std::string("membership: unexpected ") + msg_name(env->msg) + " from meta server " +
+          meta);
+    }
+  }
+  return st;
+}
+
 void Membership::run() {
   const std::string meta =
       opts_.meta_host + ":" + std::to_string(opts_.meta_port);
@@ -87,15 +155,23 @@ void Membership::run() {
       std::lock_guard g(mu_);
       if (stopping_) return;
     }
+    const auto attempt = Lease::Clock::now();
     auto conn = fabric_.connect(opts_.meta_host, opts_.meta_port,
                                 opts_.connect_timeout);
     if (!conn) {
+      auto wait = backoff;
+      if (conn.status().code() == rdma::Code::kConnectRefused && opts_.lease) {
+        // Nobody listens: no meta server runs, so nobody can be promoted in
+        // this node's place until one starts and its restart_grace passes.
+        opts_.lease->renew(attempt, opts_.lease_while_meta_down);
+        wait = std::min(wait, opts_.lease_while_meta_down / 4);
+      }
       if (!quiet)
         log("membership: cannot reach meta server " + meta + ": " +
             conn.status().to_string() + "; retrying with backoff up to " +
             std::to_string(opts_.backoff_max.count()) + " ms");
       quiet = true;
-      sleep_for(backoff);
+      sleep_for(wait);
       grow();
       continue;
     }
@@ -112,38 +188,10 @@ void Membership::run() {
       if (stopping_) return;
       channel_ = ch.get();
     }
-    JoinMsg join{node_id_.load(), opts_.spare ? JoinMsg::kSpare : 0u,
-                 opts_.memcached_addr, opts_.fabric_addr};
-    ClusterStatus st = ch->send(join);
-    while (st) {
-      auto env = ch->receive();
-      if (!env) {
-        if (env.status().code() == ClusterErrc::kUnavailable) {
-          st = env.status();
-          break;
-        }
-        log("membership: from meta server " + meta + ": " +
-            env.status().to_string());
-        continue;
-      }
-      if (auto* ok = std::get_if<JoinOkMsg>(&env->msg)) {
-        node_id_.store(ok->node_id, std::memory_order_release);
-        connected_.store(true, std::memory_order_release);
-        backoff = opts_.backoff_initial;
-        quiet = false;
-        log("membership: joined meta server " + meta + " as node " +
-            std::to_string(ok->node_id) + " at epoch " +
-            std::to_string(ok->map.epoch()));
-        install(std::move(ok->map));
-        start_heartbeats(*ch, *ok);
-      } else if (auto* mm = std::get_if<MapMsg>(&env->msg)) {
-        install(std::move(mm->map));
-      } else if (auto* e = std::get_if<ErrorMsg>(&env->msg)) {
-        st = ClusterStatus(ClusterErrc::kRefused, e->text);
-      } else {
-        log(std::string("membership: unexpected ") + msg_name(env->msg) +
-            " from meta server " + meta);
-      }
+    ClusterStatus st = converse(*ch);
+    if (connected_.load()) {
+      backoff = opts_.backoff_initial;
+      quiet = false;
     }
     heartbeats_.reset();  // it writes over `ch`, which goes below
     {
@@ -152,12 +200,16 @@ void Membership::run() {
       if (stopping_) return;
     }
     bool was_connected = connected_.exchange(false);
+    ch.reset();
+    if (fenced_.load()) {
+      fenced();
+      continue;  // join again at once, empty
+    }
     if (!quiet || was_connected)
       log("membership: lost meta server " + meta + " (" + st.to_string() +
           "); serving with map epoch " + std::to_string(epoch()) +
           " and reconnecting");
     quiet = true;
-    ch.reset();
     sleep_for(backoff);
     grow();
   }
@@ -177,9 +229,19 @@ void Membership::start_heartbeats(ControlChannel& ch, const JoinOkMsg& ok) {
         desc.status().to_string() + "; not sending heartbeats");
     return;
   }
+  HeartbeatWriter::Lease lease;
+  if (opts_.lease != nullptr && ok.lease_us > 0) {
+    lease.lease = opts_.lease;
+    lease.length = std::chrono::microseconds(ok.lease_us);
+    lease.on_fenced = [this, &ch](uint64_t) {
+      fenced_.store(true);
+      ch.close();  // the membership thread's receive returns and acts
+    };
+  }
   auto w = HeartbeatWriter::start(fabric_, ch.connection(), *desc, ok.heartbeat_offset,
                                   std::chrono::microseconds(ok.heartbeat_interval_us),
-                                  [this](std::string_view line) { log(std::string(line)); });
+                                  [this](std::string_view line) { log(std::string(line)); },
+                                  std::move(lease));
   if (!w) {
     log("membership: cannot send heartbeats: " + w.status().to_string());
     return;

@@ -29,9 +29,22 @@
 // serving while it is away"). An ERROR answer (e.g. node id busy) is logged
 // and retried with the same backoff.
 //
-// Thread-safety: all methods are safe for concurrent use. on_map runs on the
-// membership thread, one call at a time, in epoch order; it must not call
-// stop(). MapCache is per thread (REQUIRES external synchronization).
+// Fencing (issue 6): the first JOIN of a process says JoinMsg::kEmpty (it
+// holds no data). The heartbeat writer renews `lease` with every heartbeat
+// the meta server acknowledged, and this thread renews it while the meta
+// server refuses connections (not running: nobody can be promoted). When
+// the meta server fences this node (the heartbeat's fence word, or an
+// ERROR kFenced answering JOIN), the lease is revoked, on_fenced runs (the
+// data server drops its data and its replication state) and the node joins
+// again with kEmpty, as a new server.
+//
+// report() passes a peer's failure on to the meta server (SUSPECT); the
+// thread sends queued reports between receives (at most every 5 ms).
+//
+// Thread-safety: all methods are safe for concurrent use. on_map and
+// on_fenced run on the membership thread, one call at a time, in epoch
+// order; they must not call stop(). MapCache is per thread (REQUIRES
+// external synchronization).
 #ifndef FTM_REPLICATION_MEMBERSHIP_H_
 #define FTM_REPLICATION_MEMBERSHIP_H_
 
@@ -46,10 +59,12 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
 #include "replication/heartbeat.h"
+#include "replication/lease.h"
 #include "replication/partition_map.h"
 
 namespace ftm::repl {
@@ -66,6 +81,14 @@ struct MembershipOptions {
   std::chrono::milliseconds connect_timeout{1000};
   // Called with each newly installed map (see thread-safety above).
   std::function<void(std::shared_ptr<const ClusterMap>)> on_map;
+  // Renewed as described above (may be null: no fencing by lease).
+  Lease* lease = nullptr;
+  // How long a refused connection to the meta server renews the lease.
+  // Must stay below the meta server's restart_grace minus backoff_max.
+  std::chrono::milliseconds lease_while_meta_down{1000};
+  // This node was declared failed: drop every item and every replication
+  // ring before returning (the next JOIN says kEmpty).
+  std::function<void()> on_fenced;
   // Join, loss and reconnect lines; default stderr. Repeated connection
   // failures are logged once per outage, not once per attempt.
   std::function<void(std::string_view)> log;
@@ -97,12 +120,20 @@ class Membership {
   // Closes the connection and joins the thread. Idempotent; the last map
   // stays readable.
   void stop();
+  // Tells the meta server that `node` failed a request of ours (`reason`
+  // names the error). Queued, sent by the membership thread; a node already
+  // queued is not queued twice. Never blocks: safe from fabric callbacks.
+  void report(uint32_t node, std::string reason);
 
  private:
   friend class MapCache;
   Membership(rdma::Fabric& f, MembershipOptions o)
       : fabric_(f), opts_(std::move(o)) {}
   void run();
+  // One connection's conversation; returns why it ended.
+  ClusterStatus converse(ControlChannel& ch);
+  void send_reports(ControlChannel& ch);
+  void fenced();
   void install(ClusterMap map);
   void sleep_for(std::chrono::milliseconds d);  // returns early on stop()
   void log(const std::string& line) const;
@@ -121,6 +152,9 @@ class Membership {
   bool stopping_ = false;                      // guarded by mu_
   std::shared_ptr<const ClusterMap> map_;      // guarded by mu_
   ControlChannel* channel_ = nullptr;          // guarded by mu_ (for stop)
+  std::vector<std::pair<uint32_t, std::string>> reports_;  // guarded by mu_
+  bool empty_ = true;       // membership thread: no data held (next JOIN)
+  std::atomic<bool> fenced_{false};  // set by the heartbeat writer
   // Writes this server's heartbeats over the current channel (membership
   // thread only; reset before the channel goes).
   std::unique_ptr<HeartbeatWriter> heartbeats_;

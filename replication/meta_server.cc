@@ -195,6 +195,9 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     fo.detector.initial_interval = ms->opts_.heartbeat_interval;
     fo.max_node = ClusterMap::kMaxServers;
     fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };
+    fo.on_suspect = [p = ms.get()](uint32_t node, const std::string& reason) {
+      p->declare_failed(node, reason);
+    };
     auto m = FailureMonitor::start(fabric, std::move(fo));
     if (!m)
       return ClusterStatus(ClusterErrc::kUnavailable,
@@ -264,6 +267,7 @@ void MetaServer::accept_loop() {
     // prompt.
     auto c = listener_->accept(std::chrono::milliseconds(100));
     reap_sessions(false);
+    watch_absent();
     if (!c) continue;  // kTimeout, or a connector that went away
     std::string peer = (*c)->peer();
     auto ch = ControlChannel::open(*fabric_, std::move(c).value(),
@@ -317,6 +321,15 @@ void MetaServer::serve(const std::shared_ptr<Session>& s) {
           s->peer);
     if (auto* j = std::get_if<JoinMsg>(&env->msg)) {
       handle_join(s, *j, env->seq);
+    } else if (auto* su = std::get_if<SuspectMsg>(&env->msg)) {
+      uint32_t from;
+      {
+        std::lock_guard g(mu_);
+        from = s->node_id;
+      }
+      if (monitor_ && from != 0 && su->node_id != from)
+        monitor_->report(su->node_id,
+                         "node " + std::to_string(from) + " reports: " + su->reason);
     } else if (std::holds_alternative<StatusReqMsg>(env->msg)) {
       (void)s->ch->send(status(), env->seq);
     } else {
@@ -389,27 +402,43 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
       return refuse(ErrorMsg::kFull, "the cluster has the maximum of " +
                                          std::to_string(ClusterMap::kMaxServers) +
                                          " servers");
+    const bool empty = m.flags & JoinMsg::kEmpty;
+    if (old && old->state == ServerState::kFailed && !empty)
+      return refuse(ErrorMsg::kFenced,
+                    "node " + std::to_string(id) +
+                        " was declared failed; it must drop its data and join again empty");
+    if (old && old->state == ServerState::kUp && empty &&
+        map_.primary_count(id) + map_.secondary_count(id) > 0) {
+      // A new process under an id that holds partitions: the old process's
+      // data is gone, which is its failure.
+      if (!fail_locked(id, "node " + std::to_string(id) +
+                               " restarted empty (its previous process and data are gone)"))
+        return refuse(ErrorMsg::kInternal,
+                      "the meta server cannot persist the map in " + opts_.state_dir);
+      old = map_.server(id);
+    }
     ServerInfo info{id, m.memcached_addr, m.fabric_addr,
                     (m.flags & JoinMsg::kSpare) ? ServerState::kSpare
                                                 : ServerState::kUp};
-    // A failed server coming back rejoins as a new member would (issue 6
-    // empties it first); a spare keeps its role until promoted.
-    std::string why = old ? (*old == info ? "" : "node " + std::to_string(id) +
-                                                     " re-registered with new "
-                                                     "addresses or state")
-                          : "node " + std::to_string(id) + " joined as " +
-                                state_name(info.state) + " (" +
-                                m.memcached_addr + ", fabric " +
-                                m.fabric_addr + ")";
+    // A spare keeps its role until promoted; a failed node comes back as
+    // a new server, with secondaries only (keep_primaries).
+    std::string why;
+    if (!old)
+      why = "node " + std::to_string(id) + " joined as " + state_name(info.state) + " (" +
+            m.memcached_addr + ", fabric " + m.fabric_addr + ")";
+    else if (old->state == ServerState::kFailed)
+      why = "node " + std::to_string(id) + " rejoined empty as a new server";
+    else if (!(*old == info))
+      why = "node " + std::to_string(id) + " re-registered with new addresses or state";
     if (!why.empty()) {
       ClusterMap next = map_;
       next.upsert_server(info);
-      if (!commit_locked(compute_placement(next, map_.replicas()), why))
+      if (!commit_locked(compute_placement(next, map_.replicas(), keep_primaries_locked()),
+                         why))
         return refuse(ErrorMsg::kInternal,
                       "the meta server cannot persist the map in " +
                           opts_.state_dir);
-      for (auto& o : sessions_)
-        if (o != s && o->node_id && !o->done.load()) others.push_back(o);
+      others = others_locked(s.get());
     } else {
       log("ftmemcached-meta: node " + std::to_string(id) + " reconnected (" +
           s->peer + "), map unchanged at epoch " +
@@ -424,14 +453,87 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
   ok.map = *published;
   if (monitor_) monitor_->watch(id, &ok);
   (void)s->ch->send(ok, seq);
+  publish(others, published);
+}
+
+void MetaServer::publish(const std::vector<std::shared_ptr<Session>>& to,
+                         const std::shared_ptr<const ClusterMap>& map) {
   // Sent outside the lock: a slow peer must not stall other joins. A peer
   // may thus see two maps out of order; receivers keep the highest epoch.
-  for (auto& o : others) {
-    if (auto st = o->ch->send(MapMsg{*published}); !st)
-      log("ftmemcached-meta: publishing epoch " +
-          std::to_string(published->epoch()) + " to node " +
-          std::to_string(o->node_id) + ": " + st.to_string());
+  for (auto& o : to) {
+    if (auto st = o->ch->send(MapMsg{*map}); !st)
+      log("ftmemcached-meta: publishing epoch " + std::to_string(map->epoch()) +
+          " to node " + std::to_string(o->node_id) + ": " + st.to_string());
   }
+}
+
+std::vector<std::shared_ptr<MetaServer::Session>> MetaServer::others_locked(
+    const Session* except) const {
+  std::vector<std::shared_ptr<Session>> out;
+  for (auto& o : sessions_)
+    if (o.get() != except && o->node_id && !o->done.load()) out.push_back(o);
+  return out;
+}
+
+bool MetaServer::keep_primaries_locked() const {
+  return map_.servers().size() >= opts_.bootstrap_servers;
+}
+
+bool MetaServer::fail_locked(uint32_t node, const std::string& why) {
+  const ServerInfo* s = map_.server(node);
+  if (s == nullptr || s->state == ServerState::kFailed) return true;
+  ServerInfo info = *s;
+  info.state = ServerState::kFailed;
+  ClusterMap next = map_;
+  next.upsert_server(info);
+  if (!commit_locked(compute_placement(next, map_.replicas(), keep_primaries_locked()), why))
+    return false;
+  if (monitor_) {
+    monitor_->fence(node, map_.epoch());
+    monitor_->forget(node);
+  }
+  return true;
+}
+
+void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
+  std::vector<std::shared_ptr<Session>> others;
+  std::shared_ptr<Session> victim;
+  std::shared_ptr<const ClusterMap> published;
+  {
+    std::lock_guard g(mu_);
+    if (stopping_.load()) return;
+    const ServerInfo* s = map_.server(node);
+    if (s == nullptr || s->state == ServerState::kFailed) return;
+    if (monitor_ && !monitor_->others_alive(node)) {
+      log("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
+          " failed: no other server heartbeats either (is this meta server cut off?)");
+      return;
+    }
+    if (!fail_locked(node, "node " + std::to_string(node) + " declared failed: " + reason))
+      return;
+    auto it = members_.find(node);
+    if (it != members_.end()) victim = it->second.session.lock();
+    others = others_locked(victim.get());
+    published = current_;
+  }
+  // The fence word tells a paused server at its next heartbeat; closing the
+  // connection makes it rejoin (refused until it comes back empty).
+  if (victim) victim->ch->close();
+  publish(others, published);
+}
+
+void MetaServer::watch_absent() {
+  if (absent_watched_ || !monitor_ ||
+      std::chrono::steady_clock::now() - started_ < opts_.restart_grace)
+    return;
+  absent_watched_ = true;
+  std::lock_guard g(mu_);
+  for (const ServerInfo& s : map_.servers())
+    if (s.state == ServerState::kUp && !members_.count(s.id)) {
+      log("ftmemcached-meta: node " + std::to_string(s.id) + " has not rejoined within " +
+          std::to_string(opts_.restart_grace.count()) + " ms of this restart; watching it");
+      monitor_->watch(s.id, nullptr);
+    }
 }
 
 }  // namespace ftm::repl

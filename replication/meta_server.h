@@ -16,10 +16,30 @@
 // fabric address). <state-dir>/LOCK (flock) keeps a second meta server off
 // the same directory.
 //
-// What it does not do yet: a server whose control connection drops stays in
-// the map as "up" (status shows it disconnected); declaring it failed,
-// failover and recovery onto joining servers are issue 6. Partitions that
-// move to a joining server are not copied to it (that is issue 6's recovery).
+// Failover (issue 6): the failure monitor (heartbeats, corroborated peer
+// reports) suspects a server; declare_failed marks it failed, recomputes
+// placement with keep_primaries (each of its partitions is promoted to a
+// surviving secondary, survivors take its secondary roles), persists and
+// publishes the new epoch, sets the server's fence word and closes its
+// control connection. Never while no other server heartbeats either (this
+// meta server is then more likely cut off than they are all dead). A node
+// id declared failed comes back only with JoinMsg::kEmpty (anything else is
+// refused with ErrorMsg::kFenced), as a new server holding secondaries
+// only. A process restarted under a node id the map still holds as up (its
+// JOIN says kEmpty) is the failure of the previous process: declared
+// failed first, then joined.
+//
+// Bootstrap: while fewer than bootstrap_servers servers have ever joined,
+// joins rebalance primaries (an empty cluster has nothing to hand over);
+// afterwards placement keeps every live primary (compute_placement's
+// keep_primaries), since moving one between live servers would need a
+// handoff of the writes in flight.
+//
+// After a restart, servers in the loaded map that do not join again within
+// restart_grace are watched by the detector (and so declared failed once
+// silent past its timeout); the grace exceeds a data server's reconnect
+// backoff, during which its lease is renewed by refused connections
+// (replication/lease.h).
 //
 // Threads: one accepting, one per connection (reading its messages). All
 // state is under one mutex; map changes are serialized, persisted under it,
@@ -67,7 +87,10 @@ struct MetaServerOptions {
   // theirs at (0: none asked for, nobody is watched) and the failure
   // detector's smallest safety margin (replication/failure_detector.h).
   std::chrono::microseconds heartbeat_interval{5000};
-  std::chrono::microseconds detector_floor{20000};
+  std::chrono::microseconds detector_floor{50000};
+  // See "Bootstrap" and the restart rule above.
+  uint32_t bootstrap_servers = 3;
+  std::chrono::milliseconds restart_grace{3000};
 };
 
 // Writes `map` to <dir>/cluster.map atomically and durably (see above).
@@ -114,6 +137,20 @@ class MetaServer {
   void serve(const std::shared_ptr<Session>& s);
   void handle_join(const std::shared_ptr<Session>& s, const JoinMsg& m,
                    uint32_t seq);
+  // The failure monitor's verdict (scan thread): fail `node` over.
+  void declare_failed(uint32_t node, const std::string& reason);
+  // REQUIRES mu_. Marks `node` failed in a new epoch; false if the map
+  // could not be persisted. Sets the fence word.
+  bool fail_locked(uint32_t node, const std::string& why);
+  // REQUIRES mu_. Whether placement must keep live primaries in place.
+  bool keep_primaries_locked() const;
+  // REQUIRES mu_. Joined sessions other than `except`, for publishing.
+  std::vector<std::shared_ptr<Session>> others_locked(const Session* except) const;
+  void publish(const std::vector<std::shared_ptr<Session>>& to,
+               const std::shared_ptr<const ClusterMap>& map);
+  // Once, restart_grace after start: watch loaded servers that never came
+  // back.
+  void watch_absent();
   // REQUIRES mu_. Persists and installs `next` with epoch + 1 if it differs
   // from the current map; returns false (and logs) if persisting failed.
   bool commit_locked(ClusterMap next, const std::string& why);
@@ -135,6 +172,7 @@ class MetaServer {
   std::vector<std::shared_ptr<Session>> sessions_;  // guarded by mu_
   std::map<uint32_t, Member> members_;  // by node id, guarded by mu_
   std::unique_ptr<FailureMonitor> monitor_;  // null with heartbeat_interval 0
+  bool absent_watched_ = false;  // accept thread only
 };
 
 }  // namespace ftm::repl

@@ -331,7 +331,8 @@ void set_targets(std::vector<Load>& up, uint64_t total, Count count,
 
 }  // namespace
 
-ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas) {
+ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
+                             bool keep_primaries) {
   const uint32_t P = prev.partitions();
   ClusterMap out(P, replicas);
   out.set_epoch(prev.epoch());
@@ -395,7 +396,7 @@ ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas) {
   // 3: servers above their share give the excess away: first by role swaps
   // with a secondary that has room (no data moves), and only then into the
   // pool. Scanning from the top keeps the choice deterministic.
-  for (int pass = 0; pass < 2; pass++)
+  for (int pass = 0; pass < (keep_primaries ? 0 : 2); pass++)
     for (uint32_t p = P; p-- > 0;) {
       int s = prim[p];
       if (s < 0 || deficit(s) >= 0) continue;
@@ -414,6 +415,10 @@ ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas) {
       for (int i = 0; i < int(N); i++)
         if (deficit(i) > 0 && (best < 0 || deficit(i) > deficit(best)))
           best = i;
+    // Kept primaries may leave every server at or above its share.
+    if (best < 0)
+      for (int i = 0; i < int(N); i++)
+        if (best < 0 || up[i].prim < up[best].prim) best = i;
     prim[p] = best;
     up[best].prim++;
   }

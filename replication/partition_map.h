@@ -189,7 +189,17 @@ class ClusterMap {
 // gives the same map, and an unchanged input gives back the same assignment.
 // `replicas` may differ from prev.replicas() (the result uses the new one).
 // Cost: O(P * N * replicas) plus a sort per over-full server.
-ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas);
+//
+// keep_primaries (what the metadata server uses once the cluster holds
+// data, issue 6): a primary that is still up keeps every partition it has,
+// and a partition whose primary left goes to a surviving secondary and
+// nowhere else; only a partition with no surviving copy is handed to the
+// server with the largest deficit. No primary role moves between two live
+// servers (that would need a handoff of the writes in flight, which
+// failover does not have), so a joining server takes secondaries only and
+// recovers their data before it can ever be promoted.
+ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
+                             bool keep_primaries = false);
 
 // Partitions whose primary differs between a and b (same P required), and
 // the number of (partition, secondary) pairs present in b but not in a.

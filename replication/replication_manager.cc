@@ -53,8 +53,12 @@ void complete(Waiter* w, bool ok) {
 // One secondary's log, as seen from this primary.
 struct ReplicationManager::Peer {
   uint32_t node = 0;
+  Membership* membership = nullptr;     // for reports
   std::atomic<uint64_t> ok_through{0};  // every lsn <= this was delivered
   std::atomic<bool> failed{false};      // some lsn failed: the writer is dead
+  // When `failed` was first set (steady clock ns); waiters on a dead writer
+  // are held until the map says what became of its node (release()).
+  std::atomic<int64_t> dead_since{0};
   std::atomic<int> nwaiters{0};
   std::mutex mu;
   struct Need {
@@ -76,13 +80,40 @@ struct ReplicationManager::Peer {
     if (st.is_ok()) {
       p->ok_through.store(lsn, std::memory_order_seq_cst);
     } else {
-      p->failed.store(true, std::memory_order_seq_cst);
+      p->mark_dead(st);
     }
     // Pairs with barrier(): it registers (seq_cst) and then calls wake().
     if (p->nwaiters.load(std::memory_order_seq_cst) > 0) p->wake();
   }
 
-  // Completes every waiter whose lsn is delivered (or can no longer be).
+  // The first failure is reported to the meta server as a suspicion of
+  // the secondary (Membership::report never blocks).
+  void mark_dead(const rdma::Status& why) {
+    int64_t zero = 0;
+    if (dead_since.compare_exchange_strong(
+            zero, std::chrono::steady_clock::now().time_since_epoch().count()) &&
+        membership != nullptr)
+      membership->report(node, "replication to node " + std::to_string(node) +
+                                   " failed: " + why.to_string());
+    failed.store(true, std::memory_order_seq_cst);
+  }
+
+  // Completes every waiter: `ok` once the map no longer counts the dead
+  // writer's node as a live secondary (its effects are in every live one),
+  // false otherwise.
+  void release(bool ok) {
+    std::vector<Waiter*> fire;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& n : waiters) fire.push_back(n.w);
+      nwaiters.fetch_sub(int(waiters.size()), std::memory_order_seq_cst);
+      waiters.clear();
+    }
+    for (Waiter* w : fire) complete(w, ok);
+  }
+
+  // Completes every waiter whose lsn is delivered. Waiters of a dead
+  // writer stay for release().
   void wake() {
     // Fired outside the lock; the vector is this thread's and keeps its
     // capacity, so waking does not allocate after the first few times.
@@ -91,10 +122,9 @@ struct ReplicationManager::Peer {
     {
       std::lock_guard<std::mutex> lock(mu);
       const uint64_t through = ok_through.load(std::memory_order_seq_cst);
-      const bool dead = failed.load(std::memory_order_seq_cst);
       for (size_t i = 0; i < waiters.size();) {
-        if (waiters[i].lsn <= through || dead) {
-          fire.emplace_back(waiters[i].w, waiters[i].lsn <= through);
+        if (waiters[i].lsn <= through) {
+          fire.emplace_back(waiters[i].w, true);
           waiters[i] = waiters.back();
           waiters.pop_back();
           nwaiters.fetch_sub(1, std::memory_order_seq_cst);
@@ -316,12 +346,21 @@ bool ReplicationManager::on_map(std::shared_ptr<const ClusterMap> map) {
 }
 
 void ReplicationManager::repair_main() {
+  // Ticks often enough to bound how long a barrier waits on a dead writer
+  // (settle_dead_peers); repairs at repair_interval.
+  const auto tick = std::min<std::chrono::milliseconds>(opts_.repair_interval,
+                                                        std::chrono::milliseconds(50));
+  auto next_repair = std::chrono::steady_clock::now() + opts_.repair_interval;
   std::unique_lock<std::mutex> lock(repair_mu_);
-  while (!repair_cv_.wait_for(lock, opts_.repair_interval, [this] { return stopping_; })) {
+  while (!repair_cv_.wait_for(lock, tick, [this] { return stopping_; })) {
     lock.unlock();
     {
       std::lock_guard<std::mutex> g(map_mu_);
-      if (followed_ && needs_repair()) follow(followed_, true);
+      if (std::chrono::steady_clock::now() >= next_repair) {
+        next_repair = std::chrono::steady_clock::now() + opts_.repair_interval;
+        if (followed_ && needs_repair()) follow(followed_, true);
+      }
+      settle_dead_peers();
     }
     lock.lock();
   }
@@ -342,8 +381,97 @@ bool ReplicationManager::needs_repair() {
   return false;
 }
 
+// REQUIRES: map_mu_ held. Completes the barriers waiting on dead writers
+// once the map has judged their node (see Peer::release).
+void ReplicationManager::settle_dead_peers() {
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  const auto hold = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        opts_.dead_hold).count();
+  std::vector<std::shared_ptr<Peer>> dead;
+  {
+    std::lock_guard<std::mutex> g(state_mu_);
+    for (auto& p : all_peers_)
+      if (p->failed.load() && p->nwaiters.load() > 0) dead.push_back(p);
+  }
+  const uint32_t self = membership_.node_id();
+  auto still_secondary = [&](uint32_t node) {
+    if (!followed_) return true;  // no verdict without a map
+    for (uint32_t p = 0; p < followed_->partitions(); ++p) {
+      if (followed_->primary(p) != self) continue;
+      for (uint32_t s : followed_->secondaries(p))
+        if (s == node) return true;
+    }
+    return false;
+  };
+  for (auto& p : dead) {
+    if (!still_secondary(p->node)) {
+      p->release(true);  // no longer a secondary: its copies do not count
+    } else {
+      auto it = peers_.find(p->node);
+      bool replaced = it == peers_.end() || it->second != p.get();
+      if (replaced || now - p->dead_since.load() > hold) p->release(false);
+    }
+  }
+}
+
+// REQUIRES: map_mu_ held. This node became primary of partitions another
+// node was primary of: everything that node delivered into our ring may
+// have been acknowledged, so it is applied before the map is followed (and
+// before the caller routes by it). A primary that is no longer up is
+// fenced first: its ring is revoked, so nothing it writes later lands.
+void ReplicationManager::take_over(const ClusterMap& prev, const ClusterMap& next) {
+  const uint32_t self = membership_.node_id();
+  std::vector<uint32_t> from;
+  for (uint32_t p = 0; p < next.partitions() && p < prev.partitions(); ++p) {
+    uint32_t q = prev.primary(p);
+    if (next.primary(p) == self && q != self && q != 0 &&
+        std::find(from.begin(), from.end(), q) == from.end())
+      from.push_back(q);
+  }
+  std::lock_guard<std::mutex> lock(served_mu_);
+  for (uint32_t q : from) {
+    auto it = served_.find(q);
+    if (it == served_.end()) continue;
+    const ServerInfo* info = next.server(q);
+    const bool gone = info == nullptr || info->state != ServerState::kUp;
+    Served& sv = *it->second;
+    if (gone) {
+      rdma::Status st = sv.ring->revoke();
+      if (!st) log("revoking the ring of node " + std::to_string(q) + ": " + st.to_string());
+    }
+    sv.applier->stop();
+    size_t n = sv.applier->apply_available();
+    log("took over partitions of node " + std::to_string(q) + " at epoch " +
+        std::to_string(next.epoch()) + ": applied its log through lsn " +
+        std::to_string(sv.applier->applied_lsn()) + " (" + std::to_string(n) +
+        " entries at the end)" + (gone ? ", its ring revoked" : ""));
+    if (gone)
+      served_.erase(it);
+    else
+      sv.applier->start();
+  }
+}
+
+void ReplicationManager::fence() {
+  std::lock_guard<std::mutex> lock(map_mu_);
+  for (auto& [node, peer] : peers_)
+    if (peer->writer) peer->writer->close();
+  peers_.clear();
+  {
+    std::lock_guard<std::mutex> g(state_mu_);
+    for (auto& p : all_peers_) p->release(false);
+    state_ = std::make_shared<State>();  // no map: on_change does nothing
+    version_.fetch_add(1, std::memory_order_release);
+  }
+  followed_.reset();
+  std::lock_guard<std::mutex> g(served_mu_);
+  for (auto& [node, sv] : served_) (void)sv->ring->revoke();
+  served_.clear();
+}
+
 // REQUIRES: map_mu_ held.
 bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quiet) {
+  if (followed_ && followed_ != map) take_over(*followed_, *map);
   followed_ = map;
   const uint32_t self = membership_.node_id();
   auto fail = [&](const std::string& line) {
@@ -415,6 +543,7 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
     }
     auto peer = std::make_shared<Peer>();
     peer->node = node;
+    peer->membership = &membership_;
     auto writer = LogWriter::attach(fabric_, **conn, *desc, opts_.writer);
     if (!writer) {
       fail("attaching the log writer to " + peer_name + ": " + writer.status().to_string());
@@ -440,6 +569,7 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
     state_ = std::move(state);
     version_.fetch_add(1, std::memory_order_release);
   }
+  settle_dead_peers();
   return all_ok;
 }
 
@@ -500,8 +630,12 @@ void ReplicationManager::append_all(const State& st, std::span<const uint32_t> s
     // Blocks while the ring is full (back-pressure, up to writer.full_wait).
     rdma::Status s = peer->writer->append(e, &Peer::on_delivered, peer, &lsn);
     if (!s) {
+      // The writer is dead: the barrier waits (bounded) for the map to
+      // say whether its node is gone (then this effect is in every live
+      // secondary) or still there (then the write failed).
       counters_.append_errors.fetch_add(1, std::memory_order_relaxed);
-      note_pending(id_, nullptr, 0);
+      peer->mark_dead(s);
+      note_pending(id_, peer, UINT64_MAX);
       continue;
     }
     counters_.effects.fetch_add(1, std::memory_order_relaxed);
@@ -558,9 +692,7 @@ bool ReplicationManager::barrier(Cluster::BarrierDone done, void* ctx) {
     if (pd.peer == nullptr) {
       failed = true;
     } else if (pd.lsn > pd.peer->ok_through.load(std::memory_order_acquire)) {
-      if (pd.peer->failed.load(std::memory_order_acquire)) {
-        failed = true;
-      } else if (n < 8) {
+      if (n < 8) {
         need[n++] = pd;
       } else {
         spill.push_back(pd);

@@ -31,13 +31,22 @@
 // "stale"/"win" bits (kItemStale, kItemTokenSent) have no field in the
 // effect record and are not carried.
 //
-// Failures: a writer whose secondary fails stays failed (its undelivered
-// and later effects fail the barriers waiting on them, so their replies
-// become "SERVER_ERROR replication failed"). A repair thread (every
-// Options::repair_interval) and the next on_map that still names the node
-// attach a fresh writer to a fresh ring; the secondary then holds only
-// what was written after that (copying the rest, detecting the failure and
-// promoting are issue 6).
+// Failures (issue 6): a writer whose secondary fails stays failed. The
+// barriers waiting on its undelivered and later effects are held until
+// the map judges the node: declared failed (the effect is then in every
+// live secondary: ok), or still listed once a fresh writer replaced the
+// dead one or Options::dead_hold passed (the write failed: "SERVER_ERROR
+// replication failed"). A repair thread (every Options::repair_interval)
+// and the next on_map that still names the node attach a fresh writer to a
+// fresh ring.
+//
+// Promotion: when a map makes this node primary of partitions another node
+// was primary of, on_map first applies everything that node delivered into
+// its ring here (revoking the ring if that node is no longer up, so a
+// paused old primary can land nothing more), and only then returns, so the
+// caller routes by the new map only once this node's copy holds every
+// write the old primary could have acknowledged (DESIGN.md: promote "once
+// it has applied its whole replication log").
 //
 // Thread-safety: all methods are safe for concurrent use (on_map calls are
 // serialized internally; the membership thread makes them in epoch order).
@@ -86,6 +95,8 @@ class ReplicationManager : public EffectSink {
     // How often a thread re-attaches writers that failed or never
     // attached, for the current map (0: never; only on_map does).
     std::chrono::milliseconds repair_interval{1000};
+    // Longest a barrier waits on a dead writer for the map's verdict.
+    std::chrono::milliseconds dead_hold{1000};
     // Log lines (attach failures, ring replacement); default stderr.
     std::function<void(std::string_view)> log;
   };
@@ -113,6 +124,12 @@ class ReplicationManager : public EffectSink {
   // then fail their barriers). Then keeps `map` for on_change. Returns
   // whether every needed writer is attached.
   bool on_map(std::shared_ptr<const ClusterMap> map);
+
+  // This node was declared failed (Membership::Options::on_fenced): closes
+  // every writer (their barriers fail), revokes and drops every ring it
+  // serves and forgets the map, so nothing is shipped or applied until the
+  // next on_map after it joined again.
+  void fence();
 
   // ftm::Cluster::barrier for this node (see src/cluster.h): returns false
   // if every effect the calling thread appended since its last barrier()
@@ -158,6 +175,8 @@ class ReplicationManager : public EffectSink {
   bool follow(std::shared_ptr<const ClusterMap> map, bool quiet);
   bool needs_repair();
   void repair_main();
+  void settle_dead_peers();
+  void take_over(const ClusterMap& prev, const ClusterMap& next);
   const State* current_state();
   void append_all(const State& st, std::span<const uint32_t> secondaries, const Effect& e);
   size_t ring_size() const;  // opts_.ring_size, raised to fit the largest item

@@ -37,7 +37,9 @@ void print_usage(FILE* out) {
       "    --heartbeat-interval=MS  how often data servers write their heartbeat\n"
       "                          (default: 5; 0: no heartbeats, no failure detection)\n"
       "    --detector-floor=MS   smallest margin the failure detector adds to a\n"
-      "                          server's expected heartbeat interval (default: 20)\n"
+      "                          server's expected heartbeat interval (default: 50)\n"
+      "    --bootstrap-servers=N  joins rebalance primaries until N servers have\n"
+      "                          joined; later joins take secondaries only (default: 3)\n"
       "-v, --verbose             log every control message\n"
       "-h, --help                print this help and exit\n"
       "-V, --version             print version and exit\n");
@@ -61,7 +63,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
   return true;
 }
 
-enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor };
+enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor, kOptBootstrap };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -71,6 +73,7 @@ const struct option kLongOpts[] = {
     {"fabric", required_argument, nullptr, kOptFabric},
     {"heartbeat-interval", required_argument, nullptr, kOptHeartbeatInterval},
     {"detector-floor", required_argument, nullptr, kOptDetectorFloor},
+    {"bootstrap-servers", required_argument, nullptr, kOptBootstrap},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -135,6 +138,12 @@ int main(int argc, char** argv) {
         (hb ? mo.heartbeat_interval : mo.detector_floor) = std::chrono::milliseconds(ms);
         break;
       }
+      case kOptBootstrap:
+        if (!parse_uint(optarg, 0, repl::ClusterMap::kMaxServers, &mo.bootstrap_servers))
+          return usage_error("--bootstrap-servers: '" + std::string(optarg) +
+                             "' is not a number from 0 to " +
+                             std::to_string(repl::ClusterMap::kMaxServers));
+        break;
       case 'v':
         mo.verbose = true;
         break;

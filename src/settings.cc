@@ -25,6 +25,7 @@ constexpr int kOptFabric = 259;
 constexpr int kOptFabricListen = 260;
 constexpr int kOptRingSize = 261;
 constexpr int kOptFabricProgress = 262;
+constexpr int kOptFailoverWait = 263;
 
 const char kShortOpts[] = ":p:U:s:a:Al:dru:m:Mc:kvhiVP:f:n:LD:t:R:Cb:B:I:SFXWY:e:Zo:N:";
 
@@ -73,6 +74,7 @@ const struct option kLongOpts[] = {
     {"fabric-listen", required_argument, nullptr, kOptFabricListen},
     {"replication-ring-size", required_argument, nullptr, kOptRingSize},
     {"fabric-progress", required_argument, nullptr, kOptFabricProgress},
+    {"failover-wait-ms", required_argument, nullptr, kOptFailoverWait},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -307,6 +309,9 @@ void print_usage(FILE* out) {
       "                          (default: poll on verbs, block on tcp)\n"
       "    --fabric-listen=<host[:port]> fabric address other servers reach this\n"
       "                          one at (default: the first -l address, any port)\n"
+      "    --failover-wait-ms=<num> how long a request for a partition whose\n"
+      "                          primary failed waits for the new one before it\n"
+      "                          gets SERVER_ERROR (default: 1000)\n"
       "    --replication-ring-size=<num> bytes of each replication log ring this\n"
       "                          server asks its secondaries for (k/m suffix; default:\n"
       "                          8m, or 4 x -I + 64k if larger; min: 2 x -I + 4k)\n"
@@ -562,6 +567,9 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
             r.exit)
           return r;
         break;
+      case kOptFailoverWait:
+        if (!parse_int(arg, 0, 3600000, &s->failover_wait_ms)) return bad_value(c, arg);
+        break;
       case kOptRingSize: {
         long long v = 0;
         if (!parse_item_size(arg, &v) || v <= 0) return bad_value(c, arg);
@@ -643,6 +651,9 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
   }
   if (!s->cluster() && s->fabric_progress != "auto") {
     return usage_error("--fabric-progress needs --meta (cluster mode)");
+  }
+  if (!s->cluster() && s->failover_wait_ms != 1000) {
+    return usage_error("--failover-wait-ms needs --meta (cluster mode)");
   }
   if (!s->cluster() && s->replication_ring_size != 0) {
     return usage_error("--replication-ring-size needs --meta (cluster mode)");

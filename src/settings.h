@@ -71,6 +71,7 @@ struct Settings {
   std::string fabric_progress = "auto";  // --fabric-progress auto|poll|block
   std::string fabric_host;            // --fabric-listen HOST[:PORT] ("": first -l address)
   int fabric_port = 0;                //   (0: any free port)
+  int failover_wait_ms = 1000;        // --failover-wait-ms
   size_t replication_ring_size = 0;   // --replication-ring-size (bytes; 0: the default,
                                       //   8 MiB or 4 x -I + 64 KiB if larger)
   bool cluster() const { return !meta_host.empty(); }

@@ -99,6 +99,7 @@ class ClusterNodeTest : public ::testing::Test {
     o.memcached_addr = "127.0.0.1:" + std::to_string(30001 + i);
     o.settings = &settings_;
     o.log = [](std::string_view) {};
+    o.failover_wait = milliseconds(300);
     std::string err;
     auto n = ClusterNode::start(o, store, &err);
     EXPECT_TRUE(n) << err;
@@ -215,16 +216,27 @@ TEST_F(ClusterNodeTest, AMisroutedForwardIsRefusedNotForwardedAgain) {
   auto map = nodes_[0]->map();
   auto hp = parse_host_port(map->server(nodes_[0]->self())->fabric_addr);
   ASSERT_TRUE(hp);
-  std::string req = std::string(1, char(WireProtocol::kText)) + "get " + key + "\r\n";
+  // Protocol byte, the forwarder's epoch (u64 little-endian), the request.
+  std::string head(1, char(WireProtocol::kText));
+  for (int i = 0; i < 8; i++) head.push_back(char((map->epoch() >> (8 * i)) & 0xff));
+  std::string req = head + "get " + key + "\r\n";
   auto reply = PeerMesh::request(nodes_[0]->fabric(), hp->first, hp->second, PeerRpc::kForward,
                                  req, milliseconds(3000));
   ASSERT_TRUE(reply) << reply.status().to_string();
-  EXPECT_EQ(*reply, "\x01SERVER_ERROR not primary for this key\r\n");
-  // Through forward(): ok=false and the line.
-  bool ok = true;
+  EXPECT_EQ(*reply, "\x02not primary for this key");
+  // A newer epoch than the receiver's: it is the stale one, retry later.
+  std::string newer(1, char(WireProtocol::kText));
+  for (int i = 0; i < 8; i++) newer.push_back(char(((map->epoch() + 1) >> (8 * i)) & 0xff));
+  reply = PeerMesh::request(nodes_[0]->fabric(), hp->first, hp->second, PeerRpc::kForward,
+                            newer + "get " + key + "\r\n", milliseconds(3000));
+  ASSERT_TRUE(reply) << reply.status().to_string();
+  EXPECT_EQ(*reply, "\x02its map is older than the forwarder's");
+  // Through forward(): the refusal is not the answer; the request is
+  // redirected to the key's primary and answered there.
+  bool ok = false;
   EXPECT_EQ(forward(1, nodes_[0]->self(), WireProtocol::kText, "get " + key + "\r\n", &ok),
-            "SERVER_ERROR not primary for this key\r\n");
-  EXPECT_FALSE(ok);
+            "END\r\n");
+  EXPECT_TRUE(ok);
   // A keyless command (flush_all, broadcast by the front end) runs anywhere.
   EXPECT_EQ(forward(1, nodes_[0]->self(), WireProtocol::kText, "flush_all\r\n", &ok), "OK\r\n");
   EXPECT_TRUE(ok);
@@ -247,7 +259,8 @@ TEST_F(ClusterNodeTest, BeforeAMapEverythingFailsCleanly) {
   lonely->forward(r.node, WireProtocol::kText, "get x\r\n", &Forwarded::done, &f);
   ASSERT_TRUE(f.wait());
   EXPECT_FALSE(f.ok);
-  EXPECT_EQ(f.reply, "SERVER_ERROR cluster map not available\r\n");
+  // After --failover-wait-ms (300 ms here), with the reason.
+  EXPECT_EQ(f.reply, "SERVER_ERROR no primary took over within 300 ms (cluster map not available)\r\n");
   lonely->stop();
 }
 

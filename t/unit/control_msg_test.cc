@@ -49,15 +49,19 @@ std::vector<ControlMsg> samples() {
   with_heartbeat.heartbeat_region = std::string(40, '\x7f');
   with_heartbeat.heartbeat_offset = 3 * 32;
   with_heartbeat.heartbeat_interval_us = 5000;
+  with_heartbeat.lease_us = 10000;
   return {
       JoinMsg{0, 0, "10.0.0.5:11211", "10.0.0.5:40001"},
       JoinMsg{7, JoinMsg::kSpare, "[::1]:11211", "[::1]:40001"},
+      JoinMsg{2, JoinMsg::kEmpty, "127.0.0.1:11212", "127.0.0.1:40002"},
       plain,
       with_heartbeat,
       MapMsg{small_map()},
       StatusReqMsg{},
       st,
       ErrorMsg{ErrorMsg::kNodeBusy, "node id 3 is already connected"},
+      ErrorMsg{ErrorMsg::kFenced, "node 2 was declared failed at epoch 9"},
+      SuspectMsg{2, "forwarding to node 2: peer closed the connection"},
   };
 }
 

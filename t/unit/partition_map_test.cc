@@ -238,3 +238,38 @@ TEST(PartitionMap, ChecksummedButInvalidContentIsRefused) {
 
 }  // namespace
 }  // namespace ftm::repl
+
+namespace ftm::repl {
+namespace {
+
+// Issue 6: with keep_primaries, a failure only promotes (each partition of
+// the failed server goes to its own old secondary, no live primary moves)
+// and a join takes secondaries only.
+TEST(PartitionMap, KeepPrimariesOnlyPromotesAndJoinersTakeSecondaries) {
+  ClusterMap m(1024, 2);
+  for (uint32_t id = 1; id <= 3; id++) {
+    m.upsert_server(server(id));
+    m = compute_placement(m, 2);
+  }
+  ClusterMap failed = m;
+  failed.upsert_server(server(3, ServerState::kFailed));
+  ClusterMap after = compute_placement(failed, 2, /*keep_primaries=*/true);
+  for (uint32_t p = 0; p < 1024; p++) {
+    if (m.primary(p) != 3) {
+      ASSERT_EQ(after.primary(p), m.primary(p)) << "live primary moved, partition " << p;
+    } else {
+      ASSERT_EQ(after.primary(p), m.secondaries(p)[0]) << "not promoted, partition " << p;
+    }
+    ASSERT_EQ(after.replicas_of(p).size(), 2u) << "survivors take the lost copies";
+    ASSERT_FALSE(after.holds(p, 3));
+  }
+  ClusterMap joined = after;
+  joined.upsert_server(server(4));
+  joined = compute_placement(joined, 2, true);
+  for (uint32_t p = 0; p < 1024; p++) ASSERT_EQ(joined.primary(p), after.primary(p));
+  EXPECT_EQ(joined.primary_count(4), 0u);
+  EXPECT_GE(joined.secondary_count(4), 1024u / 3 - 1);
+}
+
+}  // namespace
+}  // namespace ftm::repl

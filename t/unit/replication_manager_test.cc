@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -201,6 +202,7 @@ class ReplicationManagerTest : public ::testing::Test {
     mo.listen_port = 0;
     mo.state_dir = dir_ + "/state";
     mo.replicas = replicas;
+    mo.heartbeat_interval = heartbeat_interval_;
     mo.log = [](std::string_view) {};
     auto ms = MetaServer::start(*meta_fabric_, mo);
     ASSERT_TRUE(ms) << ms.status().to_string();
@@ -249,6 +251,8 @@ class ReplicationManagerTest : public ::testing::Test {
     return false;
   }
 
+  // 0: no heartbeats, so no failover (the meta server keeps a lost node).
+  std::chrono::microseconds heartbeat_interval_{5000};
   std::string dir_;
   std::unique_ptr<rdma::Fabric> meta_fabric_;
   std::unique_ptr<MetaServer> meta_;
@@ -400,26 +404,57 @@ TEST_F(ReplicationManagerTest, RingSmallerThanABurstLosesNothing) {
   for (const auto& k : keys) EXPECT_TRUE(eventually_equal(*b.store, k, read(*a.store, k))) << k;
 }
 
-TEST_F(ReplicationManagerTest, LostSecondaryFailsTheBarrier) {
+// Writes until a barrier has to wait on the stopped secondary; returns
+// that barrier's outcome (nullopt: none had to wait).
+std::optional<bool> barrier_after_loss(Node& a, const std::vector<std::string>& keys) {
+  for (int round = 0; round < 20; ++round) {
+    if (!set(*a.store, keys[round % 3], "v" + std::to_string(round))) return false;
+    BarrierWait w;
+    if (a.mgr->barrier(&BarrierWait::done, &w)) {
+      if (!w.wait(milliseconds(10000))) {
+        ADD_FAILURE() << "a barrier must never hang";
+        return false;
+      }
+      if (!w.ok) return false;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+// Without failover (no heartbeats) the lost secondary stays in the map: a
+// barrier waiting on it fails once dead_hold has passed.
+TEST_F(ReplicationManagerTest, LostSecondaryFailsTheBarrierWithoutFailover) {
+  heartbeat_interval_ = std::chrono::microseconds(0);
   ReplicationManager::Options ro;
   ro.writer.op_timeout = milliseconds(500);
   ro.writer.full_wait = milliseconds(500);
+  ro.dead_hold = milliseconds(300);
+  ro.repair_interval = milliseconds(100);
   start(2, 2, ro);
   Node& a = *nodes_[0];
   auto keys = keys_of(a.id(), 3);
   nodes_[1]->stop();
-  // The first write may still go out before the loss is seen; keep writing
-  // until a barrier reports the failure.
-  bool failed = false;
-  for (int round = 0; round < 20 && !failed; ++round) {
-    ASSERT_TRUE(set(*a.store, keys[round % 3], "v" + std::to_string(round)));
-    BarrierWait w;
-    if (a.mgr->barrier(&BarrierWait::done, &w)) {
-      ASSERT_TRUE(w.wait(milliseconds(10000))) << "a barrier must never hang";
-      failed = !w.ok;
-    }
-  }
-  EXPECT_TRUE(failed);
+  EXPECT_EQ(barrier_after_loss(a, keys), std::optional<bool>(false));
+}
+
+// Issue 6: the lost secondary is declared failed; the barriers held on it
+// complete ok (the effects are in every live secondary: none), and the
+// writes are acknowledged by the primary alone, in a degraded partition.
+TEST_F(ReplicationManagerTest, LostSecondaryIsFailedOverAndHeldBarriersComplete) {
+  ReplicationManager::Options ro;
+  ro.writer.op_timeout = milliseconds(500);
+  ro.writer.full_wait = milliseconds(500);
+  ro.dead_hold = milliseconds(5000);  // longer than detection: the map decides
+  start(2, 2, ro);
+  Node& a = *nodes_[0];
+  auto keys = keys_of(a.id(), 3);
+  const uint32_t b_id = nodes_[1]->id();
+  nodes_[1]->stop();
+  EXPECT_EQ(barrier_after_loss(a, keys), std::optional<bool>(true));
+  auto m = meta_->map();
+  ASSERT_NE(m->server(b_id), nullptr);
+  EXPECT_EQ(m->server(b_id)->state, ServerState::kFailed);
 }
 
 TEST_F(ReplicationManagerTest, FailedWriterIsRepairedForTheSameMap) {

@@ -1,0 +1,77 @@
+// Lease: whether this data server may still act as primary (answer reads,
+// acknowledge writes) without having heard from the metadata server
+// (fencing, issue 6; DESIGN.md "Failure detection and recovery").
+//
+// The metadata server declares a server failed only after its failure
+// detector's timeout (at least the floor) has passed since the last
+// heartbeat that arrived. A heartbeat posted at time t arrives after t, so
+// if this server stops acting as primary at t + L with L shorter than the
+// floor, it has stopped before anyone else is promoted in its place: a
+// primary that was paused (SIGSTOP, a stall, a cut link) finds its lease
+// expired when it runs again and waits for the new map instead of serving
+// stale reads. The heartbeat writer renews the lease with the post time of
+// every heartbeat whose write completed and whose fence word read back 0
+// (replication/heartbeat.h); the membership client renews it while the
+// metadata server is not running at all (connection refused: nobody can be
+// promoted then, and a restarted metadata server waits longer than the
+// renewal before it declares anyone failed).
+//
+// The check is one atomic load and one steady-clock read: cheap enough for
+// every request (no lock, no allocation).
+//
+// Thread-safety: all methods are safe for concurrent use.
+#ifndef FTM_REPLICATION_LEASE_H_
+#define FTM_REPLICATION_LEASE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace ftm::repl {
+
+class Lease {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // A lease that is never required is always valid (clusters without
+  // heartbeats: nobody is ever declared failed, nothing to fence).
+  void set_required(bool required) {
+    required_.store(required, std::memory_order_release);
+  }
+  bool required() const { return required_.load(std::memory_order_acquire); }
+
+  // Extends validity to `start + length` if that is later than now's.
+  // `start` is when the evidence was gathered (a heartbeat's post time),
+  // not when it was learned.
+  void renew(Clock::time_point start, std::chrono::microseconds length) {
+    int64_t until = (start + length).time_since_epoch().count();
+    int64_t cur = until_.load(std::memory_order_relaxed);
+    while (cur < until &&
+           !until_.compare_exchange_weak(cur, until, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+    }
+  }
+
+  // Invalid from now until the next renew() (this node was fenced).
+  void revoke() { until_.store(0, std::memory_order_release); }
+
+  // Whether this node may act as primary at `now`.
+  bool valid(Clock::time_point now = Clock::now()) const {
+    return !required_.load(std::memory_order_acquire) ||
+           now.time_since_epoch().count() < until_.load(std::memory_order_acquire);
+  }
+
+  // Microseconds left (negative: expired that long ago); for status lines.
+  int64_t remaining_us(Clock::time_point now = Clock::now()) const {
+    Clock::duration left(until_.load(std::memory_order_acquire) - now.time_since_epoch().count());
+    return std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+  }
+
+ private:
+  std::atomic<bool> required_{false};
+  std::atomic<int64_t> until_{0};  // Clock::duration ticks since its epoch
+};
+
+}  // namespace ftm::repl
+
+#endif  // FTM_REPLICATION_LEASE_H_
