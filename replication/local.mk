@@ -6,7 +6,9 @@ libftm_replication_a_SOURCES = \
 	replication/effect.cc replication/effect.h \
 	replication/log_ring.cc replication/log_ring.h \
 	replication/log_writer.cc replication/log_writer.h \
-	replication/log_applier.cc replication/log_applier.h
+	replication/log_applier.cc replication/log_applier.h \
+	replication/replica_ops.cc replication/replica_ops.h \
+	replication/snapshot.cc replication/snapshot.h
 libftm_replication_a_CPPFLAGS = $(AM_CPPFLAGS) $(XXHASH_CFLAGS)
 EXTRA_DIST += replication/README.md
 
