@@ -148,7 +148,10 @@ class SnapshotView {
   template <class F>
   void for_each_item(F&& f) const {
     SnapshotItem it;
-    for (size_t off = 0; off < items_.size(); off += read_item(off, &it)) f(it);
+    for (size_t off = 0; off < items_.size();) {
+      off += read_item(off, &it);
+      f(static_cast<const SnapshotItem&>(it));
+    }
   }
 
  private:
