@@ -96,6 +96,52 @@ class SnapshotTest : public ::testing::Test {
   Store dst_{StoreOptions()};
 };
 
+// Counts what the store reports to its sink.
+struct CountingSink : EffectSink {
+  int changes = 0, flushes = 0;
+  void on_change(uint32_t, std::string_view, const Item*) override { changes++; }
+  bool on_flush(uint32_t, rel_time_t, uint64_t) override { 
+    flushes++;
+    return true;
+  }
+};
+
+TEST_F(SnapshotTest, ScanHookRunsOnceBeforeItemsAndRemovalEmitsNoEffect) {
+  for (int i = 0; i < 3000; ++i) Set(src_, "s" + std::to_string(i), "v");
+  const uint32_t s = Store::partition_of("s0");
+  src_.flush_partition(s, 5, 77);
+  int hooks = 0, items_before_hook = 0, items = 0;
+  src_.scan_partition(
+      s,
+      [&](const Store::FlushSplit& split) {
+        hooks++;
+        EXPECT_EQ(split.oldest_live, 5u);
+        EXPECT_EQ(split.oldest_cas, 77u);
+      },
+      [&](const Item&) { hooks == 0 ? items_before_hook++ : items++; });
+  EXPECT_EQ(hooks, 1);
+  EXPECT_EQ(items_before_hook, 0);
+  src_.flush_partition(s, 0, 0);
+  size_t in_s = 0;
+  src_.for_each_in_partition(s, [&](const Item&) { in_s++; });
+  EXPECT_GT(in_s, 0u);
+
+  CountingSink sink;
+  src_.set_effect_sink(&sink);
+  const uint64_t before = src_.stats().curr_items;
+  const size_t removed = src_.remove_if_in_partition(s, [](const Item& it) { return it.key() != "s0"; });
+  EXPECT_EQ(removed, in_s - 1);
+  EXPECT_EQ(src_.stats().curr_items, before - removed);
+  EXPECT_EQ(sink.changes, 0);  // not re-replicated
+  size_t left = 0;
+  src_.for_each_in_partition(s, [&](const Item& it) {
+    left++;
+    EXPECT_EQ(it.key(), "s0");
+  });
+  EXPECT_EQ(left, 1u);
+  src_.set_effect_sink(nullptr);
+}
+
 TEST_F(SnapshotTest, RoundTripKeepsItemsOfHeldPartitionsExactly) {
   const uint32_t P = 64;
   const std::vector<bool> held = Every(P, 3, 0);
