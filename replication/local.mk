@@ -6,7 +6,9 @@ libftm_replication_a_SOURCES = \
 	replication/effect.cc replication/effect.h \
 	replication/log_ring.cc replication/log_ring.h \
 	replication/log_writer.cc replication/log_writer.h \
-	replication/log_applier.cc replication/log_applier.h
+	replication/log_applier.cc replication/log_applier.h \
+	replication/replica_ops.cc replication/replica_ops.h \
+	replication/snapshot.cc replication/snapshot.h
 libftm_replication_a_CPPFLAGS = $(AM_CPPFLAGS) $(XXHASH_CFLAGS)
 EXTRA_DIST += replication/README.md
 
@@ -79,3 +81,12 @@ t_unit_cluster_node_LDADD = libftm_cluster.a libftm_replication.a libftm_cluster
 	libftm_proto.a libftm_store.a libftm_rdma.a $(SASL_LIBS) $(LIBFABRIC_LIBS) \
 	$(JEMALLOC_LIBS) $(XXHASH_LIBS) $(GTEST_LIBS) -lpthread
 TESTS += t/unit_cluster_node
+
+# Recovery onto a new secondary: snapshots (encode, validate, install) and
+# the LogApplier's hold/release, alone and over a log on the tcp provider.
+check_PROGRAMS += t/unit_snapshot
+t_unit_snapshot_SOURCES = t/unit/snapshot_test.cc
+t_unit_snapshot_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS) $(XXHASH_CFLAGS)
+t_unit_snapshot_LDADD = libftm_cluster.a libftm_replication.a libftm_store.a libftm_rdma.a \
+	$(LIBFABRIC_LIBS) $(JEMALLOC_LIBS) $(XXHASH_LIBS) $(GTEST_LIBS) -lpthread
+TESTS += t/unit_snapshot

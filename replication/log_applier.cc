@@ -1,8 +1,10 @@
 #include "replication/log_applier.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
+#include "replication/replica_ops.h"
 #include "src/clock.h"
 
 namespace ftm::repl {
@@ -42,6 +44,11 @@ LogApplier::Stats LogApplier::stats() const {
   s.skips = counters_.skips.load(std::memory_order_relaxed);
   s.implicit_wraps = counters_.implicit_wraps.load(std::memory_order_relaxed);
   s.last_epoch = counters_.last_epoch.load(std::memory_order_relaxed);
+  s.held = counters_.held.load(std::memory_order_relaxed);
+  s.held_pending = counters_.held_pending.load(std::memory_order_relaxed);
+  s.held_bytes = counters_.held_bytes.load(std::memory_order_relaxed);
+  s.replayed = counters_.replayed.load(std::memory_order_relaxed);
+  s.replay_skipped = counters_.replay_skipped.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -86,7 +93,7 @@ bool LogApplier::step() {
   if (e.epoch < min_epoch_.load(std::memory_order_relaxed)) {
     counters_.stale_epoch.fetch_add(1, std::memory_order_relaxed);
   } else {
-    apply(e);
+    apply_or_hold(e);
   }
   pos_ += len;
   ring_.publish_applied(pos_, expected_lsn_);
@@ -95,34 +102,100 @@ bool LogApplier::step() {
   return true;
 }
 
+void LogApplier::apply_or_hold(const Effect& e) {
+  if (!holding_.load(std::memory_order_acquire)) {
+    apply(e);
+    return;
+  }
+  std::lock_guard<std::mutex> g(hold_mu_);
+  if (!is_held(e)) {
+    apply(e);
+    return;
+  }
+  // One allocation per held entry: it must outlive its ring slot, which the
+  // primary reuses as soon as the position is published. Recovery only.
+  HeldEntry h;
+  h.effect = e;
+  h.effect.key = {};
+  h.effect.value = {};
+  h.key_len = e.key.size();
+  h.bytes.reserve(e.key.size() + e.value.size());
+  h.bytes.append(e.key).append(e.value);
+  counters_.held.fetch_add(1, std::memory_order_relaxed);
+  counters_.held_pending.fetch_add(1, std::memory_order_relaxed);
+  counters_.held_bytes.fetch_add(h.bytes.size(), std::memory_order_relaxed);
+  held_entries_.push_back(std::move(h));
+}
+
+bool LogApplier::is_held(const Effect& e) const {
+  if (held_.empty()) return false;  // released while this entry waited
+  if (e.kind == EffectKind::kFlushAll && !(e.client_flags & kFlushSplit)) return false;
+  return e.partition < held_.size() && held_[e.partition];
+}
+
+Effect LogApplier::HeldEntry::view() const {
+  Effect e = effect;
+  e.key = std::string_view(bytes).substr(0, key_len);
+  e.value = std::string_view(bytes).substr(key_len);
+  return e;
+}
+
+bool LogApplier::hold(std::vector<bool> map_partitions) {
+  std::lock_guard<std::mutex> g(hold_mu_);
+  if (holding_.load(std::memory_order_relaxed) || map_partitions.empty()) return false;
+  held_ = std::move(map_partitions);
+  holding_.store(true, std::memory_order_release);
+  return true;
+}
+
+void LogApplier::release(const std::vector<uint64_t>& lsn_by_store_partition) {
+  assert(lsn_by_store_partition.size() == kPartitions);
+  const uint64_t min_lsn =
+      *std::min_element(lsn_by_store_partition.begin(), lsn_by_store_partition.end());
+  // Entries replayed per hold of hold_mu_: the applier thread waits while
+  // a chunk runs, so the ring keeps draining between chunks.
+  constexpr int kReplayChunk = 256;
+  for (;;) {
+    std::lock_guard<std::mutex> g(hold_mu_);
+    if (!holding_.load(std::memory_order_relaxed)) return;
+    const bool same_partitions = held_.size() == kPartitions;
+    for (int n = 0; n < kReplayChunk && !held_entries_.empty(); ++n) {
+      const Effect e = held_entries_.front().view();
+      bool reflected;
+      if (e.kind == EffectKind::kFlushAll) {
+        reflected = same_partitions ? e.lsn <= lsn_by_store_partition[e.partition] : e.lsn <= min_lsn;
+      } else {
+        reflected = e.lsn <= lsn_by_store_partition[Store::partition_of(e.key)];
+      }
+      if (reflected) {
+        counters_.replay_skipped.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        apply(e);
+        counters_.replayed.fetch_add(1, std::memory_order_relaxed);
+      }
+      counters_.held_pending.fetch_sub(1, std::memory_order_relaxed);
+      counters_.held_bytes.fetch_sub(held_entries_.front().bytes.size(), std::memory_order_relaxed);
+      held_entries_.pop_front();
+    }
+    if (held_entries_.empty()) {
+      // Still under hold_mu_: the next held partition entry the applier
+      // thread takes is applied directly, after every one replayed here.
+      held_.clear();
+      holding_.store(false, std::memory_order_release);
+      return;
+    }
+  }
+}
+
 void LogApplier::apply(const Effect& e) {
   counters_.last_epoch.store(e.epoch, std::memory_order_relaxed);
   switch (e.kind) {
     case EffectKind::kItem: {
-      // Absolute unix seconds -> this process's relative time. realtime()
-      // treats anything above 30 days as absolute, which every unix time
-      // is; a deadline already passed becomes 1 (expired), as on the primary.
       if (flush_second_ != 0) wait_past_flush();
-      const rel_time_t exptime = e.exptime == 0 ? 0 : clock::realtime(e.exptime);
-      Txn txn = store_.begin(e.key);
-      AllocError err = AllocError::kNone;
-      ItemPtr item = txn.allocate(e.client_flags, exptime, e.value.size(), &err);
-      if (!item) {
-        // This store cannot hold the item (smaller -I, or -M and full).
-        // Dropping the key keeps the replica from serving an older value.
-        if (Item* old = txn.find()) txn.unlink(old);
+      if (!link_primary_item(store_, e.key, e.client_flags, e.exptime, e.cas, e.value)) {
         counters_.apply_errors.fetch_add(1, std::memory_order_relaxed);
         return;
       }
-      char* v = item->value_buf();
-      if (!e.value.empty()) std::memcpy(v, e.value.data(), e.value.size());
-      v[e.value.size()] = '\r';
-      v[e.value.size() + 1] = '\n';
-      // cas 0 would make link() assign a local cas; the primary only sends 0
-      // when it runs without CAS (-C), and then the secondary's store should
-      // too (link stores 0 when use_cas is off).
-      txn.link(std::move(item), e.cas);
-      txn.raise_cas(e.cas);  // a promoted secondary continues above it
       counters_.items.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -145,9 +218,7 @@ void LogApplier::apply_flush(const Effect& e) {
   if (e.client_flags & kFlushSplit) {
     // The primary's exact split of one partition (effect.h); its cas values
     // are the ones this copy holds, so no time split and no stall.
-    rel_time_t ol = e.exptime == 0 ? 0 : clock::realtime(e.exptime);
-    if ((e.client_flags & kFlushByCas) && e.cas != 0) ol = 1;  // in force now; cas decides
-    store_.flush_partition(e.partition % kPartitions, ol, e.cas);
+    apply_flush_split(store_, e.partition, WireFlushSplit{e.exptime, e.cas, e.client_flags});
     return;
   }
   const rel_time_t t = clock::now();

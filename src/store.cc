@@ -750,19 +750,42 @@ void Store::reset_stats() {
 
 void Store::free_item(Item* it) { impl_->free_item(it); }
 
-// Inspection walk (replica digests, ftmemcached-ctl digest). Takes the
-// partition's lock like a Txn would, so it sees a consistent partition and
-// never runs beside a change of it; dead items are skipped, not reclaimed,
-// so inspecting a replica never changes it.
+// Inspection walk (replica digests, ftmemcached-ctl digest).
 void Store::for_each_in_partition(uint32_t partition, ItemVisitor visit, void* ctx) {
+  struct Ctx {
+    ItemVisitor visit;
+    void* ctx;
+  } c{visit, ctx};
+  Walk w;
+  w.visit = [](void* x, Item& it) {
+    auto* cc = static_cast<Ctx*>(x);
+    cc->visit(cc->ctx, it);
+    return false;
+  };
+  w.live_only = true;
+  w.ctx = &c;
+  walk_partition(partition, w);
+}
+
+// Takes the partition's lock like a Txn would, so a walk sees a consistent
+// partition and never runs beside a change of it. Dead items are skipped,
+// not reclaimed, by a live_only walk, so inspecting a replica never changes
+// it; a removing walk unlinks without a Txn, so no effect is reported.
+void Store::walk_partition(uint32_t partition, const Walk& walk) {
   assert(partition < kPartitions);
   assert(t_held == nullptr);
   Partition& p = impl_->parts[partition];
   std::lock_guard<std::mutex> lock(p.mu);
+  if (walk.on_lock != nullptr) walk.on_lock(walk.ctx, FlushSplit{p.oldest_live, p.oldest_cas});
   const rel_time_t now = clock::now();
   for (uint32_t b = 0; b <= p.mask; ++b) {
-    for (const Item* it = p.buckets[b]; it != nullptr; it = it->hash_next) {
-      if (Store::Impl::dead(&p, it, now) == 0) visit(ctx, *it);
+    for (Item** link = &p.buckets[b]; *link != nullptr;) {
+      Item* it = *link;
+      if ((walk.live_only && Store::Impl::dead(&p, it, now) != 0) || !walk.visit(walk.ctx, *it)) {
+        link = &it->hash_next;
+      } else {
+        impl_->unlink_at(&p, link);  // *link is now the next item
+      }
     }
   }
 }

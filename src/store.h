@@ -277,6 +277,62 @@ class Store {
         &visit);
   }
 
+  // A store partition's flush split as flush_partition takes it (0, 0 = no
+  // flush), reported by scan_partition.
+  struct FlushSplit {
+    rel_time_t oldest_live = 0;
+    uint64_t oldest_cas = 0;
+  };
+
+  // Like for_each_in_partition, and calls on_lock(const FlushSplit&) once,
+  // right after the lock is taken and before the first item, with the
+  // partition's flush split. For a primary's snapshot (replication/
+  // snapshot.h): every change to the partition's keys happens under that
+  // lock, so whatever on_lock records (a log's last lsn) is exactly the
+  // point the visited items reflect. The callables are passed without
+  // allocation and must be short, must not block and must not touch the
+  // store. REQUIRES: the calling thread holds no Txn.
+  template <class OnLock, class F>
+  void scan_partition(uint32_t partition, OnLock&& on_lock, F&& visit) {
+    struct Ctx {
+      std::remove_reference_t<OnLock>* on_lock;
+      std::remove_reference_t<F>* visit;
+    } ctx{&on_lock, &visit};
+    Walk w;
+    w.on_lock = [](void* c, const FlushSplit& s) { (*static_cast<Ctx*>(c)->on_lock)(s); };
+    w.visit = [](void* c, Item& it) {
+      (*static_cast<Ctx*>(c)->visit)(static_cast<const Item&>(it));
+      return false;
+    };
+    w.live_only = true;
+    w.ctx = &ctx;
+    walk_partition(partition, w);
+  }
+
+  // Unlinks and frees every item of store partition `partition`, live or
+  // dead, for which pred(const Item&) returns true, under the partition's
+  // lock. Returns how many it removed. Not a change: the EffectSink is not
+  // told (a secondary clears the copy of a partition before installing its
+  // primary's snapshot; nothing of it may be replicated again). The counters
+  // (curr_items, bytes) follow. REQUIRES: the calling thread holds no Txn.
+  template <class Pred>
+  size_t remove_if_in_partition(uint32_t partition, Pred&& pred) {
+    struct Ctx {
+      std::remove_reference_t<Pred>* pred;
+      size_t removed;
+    } ctx{&pred, 0};
+    Walk w;
+    w.visit = [](void* c, Item& it) {
+      auto* x = static_cast<Ctx*>(c);
+      const bool remove = (*x->pred)(static_cast<const Item&>(it));
+      x->removed += remove;
+      return remove;
+    };
+    w.ctx = &ctx;
+    walk_partition(partition, w);
+    return ctx.removed;
+  }
+
   // Installs the sink every later change is reported to (nullptr: none, the
   // standalone default). Safe while Txns run: each Txn uses the sink that
   // was installed when it began, so after removing a sink keep it alive
@@ -294,6 +350,18 @@ class Store {
   // Internal: used by Txn and ItemDeleter.
   void free_item(Item* it);
   struct Impl;
+
+  // Internal: the walk behind for_each_in_partition, scan_partition and
+  // remove_if_in_partition. Locks the partition, calls on_lock (if set),
+  // then visit for every item (only the live ones if live_only), unlinking
+  // and freeing those for which visit returns true. Never tells the sink.
+  struct Walk {
+    void (*on_lock)(void* ctx, const FlushSplit& split) = nullptr;
+    bool (*visit)(void* ctx, Item& item) = nullptr;
+    bool live_only = false;
+    void* ctx = nullptr;
+  };
+  void walk_partition(uint32_t partition, const Walk& walk);
 
  private:
   Options opts_;
