@@ -423,13 +423,23 @@ class LocalCluster:
         """Poll `ftmemcached-ctl status` until pred(parsed status) holds;
         returns that status. A status the meta server cannot give (it is
         down, restarting) counts as not yet."""
+        last = [None]
+
         def probe():
             try:
                 st = self.status()
             except (ClusterError, subprocess.TimeoutExpired) as e:
                 raise ClusterError("status: %s" % str(e)[:300])
+            last[0] = st
             return st if pred(st) else None
-        return self.wait_for(probe, timeout, what)
+        try:
+            return self.wait_for(probe, timeout, what)
+        except ClusterError as e:
+            if last[0] is None:
+                raise
+            head, _, rest = str(e).partition("\n")
+            raise ClusterError("%s\nlast status:\n%s%s" % (
+                head, last[0]["out"], rest)) from None
 
     def wait_failed(self, node_id, above_epoch, timeout):
         """Until status shows `node_id` failed at an epoch above
@@ -480,6 +490,22 @@ class LocalCluster:
                                                                 got))
             return out
         return {k: self._ctl_partition(k) for k in keys}
+
+    def keys_of(self, keys, node_id, role="primary", placement=None):
+        """The keys whose partition has `node_id` as primary (role
+        "primary"), as a secondary ("secondary") or either ("replica"), in
+        `placement` (default: the current one)."""
+        pl = placement if placement is not None else self.placement()
+        parts = self.key_partitions(keys, len(pl))
+
+        def held(p):
+            reps = pl.get(p, [])
+            if role == "primary":
+                return reps[:1] == [node_id]
+            if role == "secondary":
+                return node_id in reps[1:]
+            return node_id in reps
+        return [k for k in keys if held(parts[k])]
 
     def _ctl_partition(self, key):
         if isinstance(key, bytes):

@@ -52,6 +52,12 @@ class Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.f = self.sock.makefile("rb", buffering=1 << 16)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         for x in (self.f, self.sock):
             try:
@@ -314,7 +320,7 @@ class LoadGen:
     def _run(self, w):
         try:
             self._loop(w)
-        except BaseException as e:   # a bug here must not pass unseen
+        except BaseException:   # a bug here must not pass unseen
             import traceback
             self.crashes.append("thread %d: %s" % (
                 w, traceback.format_exc()))
