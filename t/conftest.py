@@ -6,6 +6,7 @@ Environment:
   FTM_REFERENCE  stock memcached used for side-by-side tests
                  (default: /usr/bin/memcached)
   FTM_TEST_TIMEOUT  per-test wall-clock limit in seconds (default: 120)
+  FTM_LONG       1: also run the tests marked `long` (a minute or more each)
 """
 
 import os
@@ -33,6 +34,8 @@ def _server_path():
 
 SERVER_BIN = _server_path()
 REFERENCE_BIN = os.environ.get("FTM_REFERENCE", "/usr/bin/memcached")
+# Tests marked `long` run only when this is set (see pytest_configure).
+LONG = os.environ.get("FTM_LONG") == "1"
 
 
 def _version_line(binary):
@@ -61,6 +64,9 @@ ftm_only = pytest.mark.skipif(
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: test takes several seconds (expiry, eviction)")
+    config.addinivalue_line(
+        "markers", "long: test takes a minute or more; skipped unless "
+                   "FTM_LONG=1 (CI: FTM_LONG=1 t/run-pytest.sh -m long)")
 
 
 def pytest_report_header(config):
@@ -75,6 +81,11 @@ def pytest_collection_modifyitems(config, items):
             "server binary %s not found: build ftmemcached, or set "
             "FTM_BUILDDIR to the build directory or FTM_SERVER to a "
             "memcached-compatible binary" % SERVER_BIN)
+    if not LONG:
+        skip = pytest.mark.skip(reason="long test: set FTM_LONG=1 to run it")
+        for item in items:
+            if "long" in item.keywords:
+                item.add_marker(skip)
 
 
 # -- per-test wall-clock limit: no test can hang the suite ----------------

@@ -49,7 +49,7 @@ TESTS += t/unit_frontend
 # Shipped by `make dist`: the pytest suites and their helpers (t/test_meta_server.py
 # is listed in replication/local.mk), and the second fuzz target (the first and
 # t/fuzz/run.sh are listed above).
-EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/README.md
+EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/README.md
 EXTRA_DIST += t/test_binary.py
 EXTRA_DIST += t/test_cas.py
 EXTRA_DIST += t/test_cluster.py
@@ -57,6 +57,7 @@ EXTRA_DIST += t/test_concurrency.py
 EXTRA_DIST += t/test_differential.py
 EXTRA_DIST += t/test_errors.py
 EXTRA_DIST += t/test_expire.py
+EXTRA_DIST += t/test_failover.py
 EXTRA_DIST += t/test_flags.py
 EXTRA_DIST += t/test_flush.py
 EXTRA_DIST += t/test_getset.py

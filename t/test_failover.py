@@ -1,0 +1,397 @@
+"""Failover (issue 6): servers killed (SIGKILL), stopped (SIGSTOP) and the
+meta server killed, under load through every data server (t/loadgen.py);
+afterwards every key is read through every live server and compared with
+the client's record: no acknowledged write may be lost.
+
+- SIGKILL a primary: status shows it failed at a higher epoch, its keys are
+  written again, nothing acknowledged is lost;
+- SIGKILL the meta server: requests keep succeeding, and after its restart
+  (same --state-dir) the epoch is the same: no failover happened;
+- SIGKILL a server, wait until every partition has its copies again, SIGKILL
+  a second one: nothing lost (needs recovery);
+- SIGSTOP a primary until it is declared failed, write new values through
+  the others, SIGCONT it: it never answers a read of its lost keys with the
+  old value, and never acknowledges a write to them as their primary;
+- SIGKILL a server and, while its copies are being recovered, the server
+  receiving the most new copies or one of the sources: nothing lost in the
+  partitions that kept a live copy from before the failures;
+- (long, FTM_LONG=1) 60 s of full load with default detector settings: no
+  false suspicion, no failover.
+
+Each wait is bounded (FTM_FAILOVER_TIMEOUT for a failure to show in status,
+FTM_RECOVERY_TIMEOUT for recovery) and says what it waited for; a failure
+message carries the load's report (errors by text and server, the longest
+stall) and the cluster's logs. The status wording these tests rely on
+(state "failed", the recovery words) is in t/cluster.py.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+from cluster import (ClusterError, LocalCluster, cluster_support,
+                     failed_nodes, recovery_in_progress, up_nodes)
+from conftest import IS_FTM
+from loadgen import Client, LoadGen, STORED
+
+pytestmark = pytest.mark.skipif(
+    not IS_FTM, reason="failover tests need ftmemcached (server under test "
+                       "is not ftmemcached)")
+
+# A SIGKILLed server is suspected in ~25-40 ms with the default detector;
+# this bounds detection plus the new map on a loaded host.
+FAILOVER_TIMEOUT = float(os.environ.get("FTM_FAILOVER_TIMEOUT", "10"))
+RECOVERY_TIMEOUT = float(os.environ.get("FTM_RECOVERY_TIMEOUT", "60"))
+# Data loaded before the kill-during-recovery test, so recovery takes a while.
+RECOVERY_MB = float(os.environ.get("FTM_RECOVERY_MB", "50"))
+LONG_SECONDS = float(os.environ.get("FTM_LONG_SECONDS", "60"))
+# Every server gets room for all the data: an eviction would look like loss.
+MEMORY = ["-m", "1024"]
+
+
+@pytest.fixture
+def make_cluster(request):
+    why = cluster_support()
+    if why is not None:
+        pytest.skip("cannot run a cluster: " + why)
+    made = []
+
+    def make(**kw):
+        kw.setdefault("server_args", MEMORY)
+        c = LocalCluster(**kw)
+        made.append(c)
+        request.node._ftm_servers = getattr(request.node, "_ftm_servers",
+                                            []) + c.servers
+        return c
+    yield make
+    try:
+        for c in made:
+            c.check_alive()   # a server that crashed fails the test
+    finally:
+        for c in made:
+            c.close()
+
+
+@pytest.fixture
+def loads():
+    """LoadGens started by a test are stopped at teardown, whatever
+    happened."""
+    started = []
+
+    def run(lg):
+        started.append(lg)
+        return lg.start()
+    yield run
+    for lg in started:
+        lg.__exit__(None, None, None)
+
+
+def kill_and_wait_failed(c, lg, node, sig=signal.SIGKILL):
+    """SIGKILL (or SIGSTOP) `node`, until status shows it failed at a
+    higher epoch; returns (signal time, status)."""
+    before = c.status()
+    assert before["rows"][node]["primaries"] > 0, before["out"]
+    if sig == signal.SIGSTOP:
+        t = c.pause_server(node)
+    else:
+        t = c.kill_server(node, sig)
+    lg.event("signal %d to node %d" % (sig, node), t)
+    lg.mark(t)
+    try:
+        st = c.wait_failed(node, before["epoch"], FAILOVER_TIMEOUT)
+    except ClusterError as e:
+        raise AssertionError("%s\n%s" % (e, lg.report()))
+    lg.event("status: node %d failed, epoch %d -> %d" % (
+        node, before["epoch"], st["epoch"]))
+    print("node %d declared failed %.0f ms after signal %d (epoch %d -> %d)"
+          % (node, (time.monotonic() - t) * 1000, sig, before["epoch"],
+             st["epoch"]))
+    return t, st
+
+
+def print_stall(lg, t_kill=None):
+    lat, desc = lg.longest_request()
+    gap, a, b = lg.longest_gap()
+    print("longest request %.3fs (%s); longest time without a success "
+          "%.3fs (+%.3fs to +%.3fs)" % (lat, desc, gap, a - lg.t_start,
+                                        b - lg.t_start))
+    print(lg.report())
+
+
+def test_sigkill_primary_under_load_loses_nothing(make_cluster, loads):
+    c = make_cluster(n=3)
+    victim = 2
+    lg = loads(LoadGen(c, keys=2000, threads=6))
+    owned = c.keys_of(lg.keys, victim)
+    assert owned, "node %d is primary of none of %d keys" % (
+        victim, len(lg.keys))
+    time.sleep(1.0)
+    t_kill, _ = kill_and_wait_failed(c, lg, victim)
+    lg.retarget()           # clients of the dead server go elsewhere
+    time.sleep(1.0)
+    lg.stop()
+    print_stall(lg)
+    lg.verify(c).check()
+    again = lg.first_ok_after(owned)
+    assert again, "no write to any of the %d keys node %d was primary of " \
+        "was acknowledged after its failover\n%s\n%s" % (
+            len(owned), victim, lg.report(), c.logs())
+    first = min(done for _, done in again.values())
+    print("first acknowledged write to a key of node %d: %.0f ms after "
+          "SIGKILL; %d of %d of its keys written since" % (
+              victim, (first - t_kill) * 1000, len(again), len(owned)))
+
+
+def test_sigkill_meta_server_data_keeps_flowing(make_cluster, loads):
+    c = make_cluster(n=3)
+    lg = loads(LoadGen(c, keys=2000, threads=6))
+    time.sleep(0.5)
+    before = c.status()
+    t = lg.event("SIGKILL meta server")
+    c.stop_meta(signal.SIGKILL)
+    ok0, err0 = lg.ok_count(), lg.error_count()
+    time.sleep(2.0)
+    ok1, err1 = lg.ok_count(), lg.error_count()
+    gap, _, _ = lg.longest_gap(t, time.monotonic())
+    lg.event("restart meta server")
+    c.start_meta()
+    after = c.wait_status(
+        lambda st: len(up_nodes(st)) == 3, 30,
+        "the 3 data servers to reconnect to the restarted meta server")
+    time.sleep(0.5)    # give a wrong suspicion after the restart its chance
+    final = c.status()
+    lg.stop()
+    print_stall(lg)
+    assert ok1 - ok0 > 100 and err1 == err0 and gap < 1.0, \
+        "while the meta server was down: %d ok, %d errors, %.3fs without " \
+        "a success\n%s\n%s" % (ok1 - ok0, err1 - err0, gap, lg.report(),
+                               c.logs())
+    assert after["epoch"] == final["epoch"] == before["epoch"] and \
+        not failed_nodes(final), \
+        "a failover happened around the meta server's restart: epoch " \
+        "%d -> %d -> %d\n%s\n%s" % (before["epoch"], after["epoch"],
+                                    final["epoch"], final["out"], c.logs())
+    lg.verify(c).check()
+
+
+def test_second_kill_after_recovery_loses_nothing(make_cluster, loads):
+    c = make_cluster(n=3)
+    lg = loads(LoadGen(c, keys=2000, threads=6))
+    time.sleep(0.5)
+    kill_and_wait_failed(c, lg, 1)
+    lg.retarget()
+    try:
+        st = c.wait_fully_replicated(RECOVERY_TIMEOUT, up=2)
+    except ClusterError as e:
+        raise AssertionError("%s\n%s" % (e, lg.report()))
+    lg.event("status: fully replicated on nodes %s" % up_nodes(st))
+    kill_and_wait_failed(c, lg, 2)
+    lg.retarget()
+    time.sleep(1.0)
+    lg.stop()
+    print_stall(lg)
+    lg.verify(c).check()
+
+
+def test_sigstop_primary_never_serves_its_lost_keys(make_cluster, loads):
+    c = make_cluster(n=3)
+    victim = 1
+    others = [s for s in c.servers if s.node_id != victim]
+    keys = c.keys_of([b"stop:%d" % i for i in range(600)], victim)[:100]
+    assert len(keys) >= 20, keys
+    mine = c.server(victim)
+    with Client(mine.port) as conn:
+        for k in keys:
+            assert conn.set(k, b"old-" + k) == STORED
+    lg = loads(LoadGen(c, keys=2000, threads=4, servers=others))
+    time.sleep(0.5)
+    kill_and_wait_failed(c, lg, victim, signal.SIGSTOP)
+    # New values through the others; each within the failover wait.
+    new = {k: b"new-" + k for k in keys}
+    _store_through(c, others, new, deadline=time.monotonic() + 10)
+    c.resume_server(victim)
+    lg.event("SIGCONT node %d" % victim)
+    answers = {"new": 0, "server_error": 0, "connection": 0}
+    wrong = []
+    end = time.monotonic() + 1.0
+    conn = None
+    while time.monotonic() < end and len(wrong) < 10:
+        for k in keys:
+            try:
+                if conn is None:
+                    conn = Client(mine.port, timeout=5)
+                got, err = conn.get_multi([k])
+            except OSError:
+                answers["connection"] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+                continue
+            if err is not None:
+                if not err.startswith(b"SERVER_ERROR"):
+                    wrong.append((k, err))
+                answers["server_error"] += 1
+                conn.close()
+                conn = None
+            elif got.get(k) == new[k]:
+                answers["new"] += 1
+            else:
+                wrong.append((k, got.get(k)))
+    if conn is not None:
+        conn.close()
+    print("reads through the resumed node %d: %r" % (victim, answers))
+    assert not wrong, "the resumed node %d answered its lost keys with " \
+        "(key, answer): %r (expected %r or SERVER_ERROR); answers %r\n%s" % (
+            victim, wrong, b"new-<key>", answers, c.logs())
+    assert answers["new"] + answers["server_error"] > 0, \
+        "the resumed node %d answered no read in 1s: %r\n%s" % (
+            victim, answers, c.logs())
+
+    # A write through it: forwarded to the new primary, or refused; never
+    # taken by itself as the primary.
+    results = []
+    with Client(mine.port) as conn:
+        for k in keys[:20]:
+            v = b"via-stopped-" + k
+            try:
+                r = conn.set(k, v)
+            except OSError as e:
+                r = repr(e).encode()
+            results.append((k, v, r))
+    for k, v, r in results:
+        assert r == STORED or r.startswith(b"SERVER_ERROR") or \
+            r.startswith(b"Connection") or b"Error" in r, (k, r)
+        ok = {v} if r == STORED else {v, new[k]}
+        for s in others:
+            with Client(s.port) as oc:
+                got, err = oc.get_multi([k])
+            assert err is None and got.get(k) in ok, \
+                "write of %r through the resumed node %d answered %r; node %d "\
+                "reads %r (expected one of %r)\n%s" % (
+                    k, victim, r, s.node_id, err or got.get(k), ok, c.logs())
+        rc, reps, out = c.get_replica(k)
+        assert rc == 0 and reps and reps[0][0] != victim and \
+            isinstance(reps[0][2], dict) and reps[0][2]["value"] in ok, \
+            "key %r after a write through the resumed node %d (answer %r):" \
+            "\n%s\n%s" % (k, victim, r, out, c.logs())
+    lg.stop()
+    print_stall(lg)
+    lg.verify(c).check()
+
+
+def _store_through(c, servers, values, deadline):
+    """Store each key's value through servers in turn, retrying a
+    SERVER_ERROR (a partition in transition) until `deadline`."""
+    pending = dict(values)
+    last = {}
+    i = 0
+    while pending and time.monotonic() < deadline:
+        for k in list(pending):
+            s = servers[i % len(servers)]
+            i += 1
+            try:
+                with Client(s.port) as conn:
+                    r = conn.set(k, pending[k])
+            except OSError as e:
+                r = repr(e).encode()
+            if r == STORED:
+                del pending[k]
+            else:
+                last[k] = (s.node_id, r)
+        if pending:
+            time.sleep(0.05)
+    assert not pending, "%d keys not stored through nodes %s before the " \
+        "deadline; last answers (node, reply): %r\n%s" % (
+            len(pending), [s.node_id for s in servers],
+            list(last.items())[:5], c.logs())
+
+
+@pytest.mark.parametrize("second", ["target", "source"])
+def test_kill_during_recovery_keeps_partitions_with_a_live_copy(
+        make_cluster, loads, second):
+    c = make_cluster(n=4)
+    lg = LoadGen(c, keys=2000, threads=4)
+    t0 = time.monotonic()
+    bulk = lg.preload(int(RECOVERY_MB * 1e6), value_size=4000)
+    print("preloaded %d items, %.0f MB, in %.1fs" % (
+        len(bulk), RECOVERY_MB, time.monotonic() - t0))
+    placement = c.placement()
+    st0 = c.status()
+    loads(lg)
+    time.sleep(0.5)
+    first = 1
+    kill_and_wait_failed(c, lg, first)
+    lg.retarget()
+    try:
+        st1 = c.wait_recovering(FAILOVER_TIMEOUT)
+    except ClusterError as e:
+        raise AssertionError("%s\n%s" % (e, lg.report()))
+    # The server receiving the most new copies, and the one that gained the
+    # most primaries (promoted secondaries: the sources of those copies).
+    live = [n for n in up_nodes(st1) if n != first]
+    gained = {n: st1["rows"][n]["secondaries"] - st0["rows"][n][
+        "secondaries"] for n in live}
+    promoted = {n: st1["rows"][n]["primaries"] - st0["rows"][n][
+        "primaries"] for n in live}
+    target = max(live, key=lambda n: gained[n])
+    if second == "target":
+        victim = target
+    else:
+        victim = max([n for n in live if n != target] or live,
+                     key=lambda n: promoted[n])
+    still = recovery_in_progress(c.status())
+    t = c.kill_server(victim)
+    lg.event("SIGKILL node %d (%s) during recovery" % (victim, second), t)
+    print("second kill: node %d (%s; new secondaries %r, new primaries "
+          "%r); recovery in progress just before: %s" % (
+              victim, second, gained, promoted, still))
+    assert still, "recovery had finished before the second kill: load more" \
+        " data (FTM_RECOVERY_MB, now %.0f)\n%s" % (RECOVERY_MB, c.logs())
+    lg.retarget()
+    c.wait_status(lambda st: st["rows"].get(victim, {}).get("state") ==
+                  "failed", FAILOVER_TIMEOUT,
+                  "node %d in state failed" % victim)
+    time.sleep(1.0)
+    lg.stop()
+    print_stall(lg)
+    survivors = {s.node_id for s in c.live_servers()}
+    parts = c.key_partitions(list(lg.log), len(placement))
+    safe = [k for k in lg.log if set(placement[parts[k]]) & survivors]
+    at_risk = len(lg.log) - len(safe)
+    print("%d keys in partitions that kept a copy from before the "
+          "failures, %d at risk" % (len(safe), at_risk))
+    lg.verify(c, keys=safe, timeout=RECOVERY_TIMEOUT / 2).check(
+        "(checked only partitions with a copy from before the failures on "
+        "nodes %s)" % sorted(survivors))
+
+
+@pytest.mark.long
+def test_no_false_suspicion_under_full_load(make_cluster, loads):
+    c = make_cluster(n=3, server_args=[])
+    before = c.status()
+    before_log = c.meta_log()
+    lg = loads(LoadGen(c, keys=2000, threads=8))
+    end = time.monotonic() + LONG_SECONDS
+    seen = []
+    while time.monotonic() < end:
+        st = c.status()
+        bad = {n: h for n, h in st["heartbeats"].items()
+               if h["verdict"] != "alive" or h["false"] > before[
+                   "heartbeats"].get(n, {}).get("false", 0)}
+        if failed_nodes(st) or st["epoch"] != before["epoch"] or bad:
+            seen.append((round(LONG_SECONDS - (end - time.monotonic()), 1),
+                         st["epoch"], failed_nodes(st), bad))
+            break
+        time.sleep(1.0)
+    lg.stop()
+    print_stall(lg)
+    assert not seen, "suspicion or failover under load (seconds in, " \
+        "epoch, failed nodes, heartbeat rows): %r\n%s\n%s" % (
+            seen, lg.report(), c.logs())
+    log = c.meta_log()
+    assert log.count("suspected") == before_log.count("suspected"), \
+        log[-4000:]
+    lg.verify(c).check()
