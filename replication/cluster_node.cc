@@ -414,6 +414,85 @@ void ClusterNode::on_forward_reply(void* ctx, const rdma::Status& st, std::strin
   finish(c, reply[0] == kReplyOk, reply.substr(1));
 }
 
+namespace {
+
+// A parked text multi-get whose keys now have several primaries: one
+// sub-request per primary; the VALUE blocks are concatenated under one END
+// (the front end's Gather puts them back in the client's key order).
+struct SplitGet {
+  ClusterNode::ForwardCall* parent;
+  std::mutex mu;
+  size_t remaining = 0;
+  bool ok = true;
+  std::string values, error;
+};
+
+void split_part_done(void* ctx, bool ok, std::string_view reply) {
+  auto* sg = static_cast<SplitGet*>(ctx);
+  bool last;
+  {
+    std::lock_guard g(sg->mu);
+    if (!ok) {
+      if (sg->ok) sg->error = std::string(reply);
+      sg->ok = false;
+    } else {
+      std::string_view v = reply;
+      if (v.size() >= 5 && v.substr(v.size() - 5) == "END\r\n") v.remove_suffix(5);
+      sg->values.append(v);
+    }
+    last = --sg->remaining == 0;
+  }
+  if (!last) return;
+  std::unique_ptr<SplitGet> own(sg);
+  if (own->ok) {
+    own->values += "END\r\n";
+    finish(own->parent, true, own->values);
+  } else {
+    finish(own->parent, false, own->error);
+  }
+}
+
+}  // namespace
+
+bool ClusterNode::split_get(ForwardCall* c, const ClusterMap& m) {
+  if (c->proto != WireProtocol::kText) return false;
+  std::string_view line = c->request.substr(0, c->request.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::string_view cmd = line.substr(0, line.find(' '));
+  const bool touch = cmd == "gat" || cmd == "gats";
+  if (!touch && cmd != "get" && cmd != "gets") return false;
+  std::string prefix(cmd);
+  if (touch) {
+    size_t i = 0;
+    tokens_from(line, 1, [&](std::string_view t) {
+      if (i++ == 0) prefix.append(" ").append(t);
+    });
+  }
+  std::map<uint32_t, std::string> parts;  // primary -> request
+  tokens_from(line, touch ? 2 : 1, [&](std::string_view key) {
+    std::string& r = parts[m.primary(m.partition_of(key))];
+    if (r.empty()) r = prefix;
+    r.append(" ").append(key);
+  });
+  auto* sg = new SplitGet;
+  sg->parent = c;
+  sg->remaining = parts.size();
+  for (auto& [node, req] : parts) {
+    auto* sub = new ForwardCall;
+    sub->node = this;
+    sub->done = &split_part_done;
+    sub->ctx = sg;
+    sub->proto = WireProtocol::kText;
+    sub->request = req + "\r\n";
+    sub->target = node;
+    sub->deadline = c->deadline;
+    // Parked, not dispatched here: the redirector routes it (a part whose
+    // primary is this node runs locally there).
+    park(sub, c->why);
+  }
+  return true;
+}
+
 void ClusterNode::park(ForwardCall* c, std::string why) {
   c->why = std::move(why);
   {
@@ -451,7 +530,9 @@ bool ClusterNode::retry(ForwardCall* c, std::chrono::steady_clock::time_point no
   else
     text_keys(c->request, look);
   if (split) {
-    finish(c, false, "SERVER_ERROR the keys of this request moved to several servers; retry\r\n");
+    if (!split_get(c, *m))
+      finish(c, false,
+             "SERVER_ERROR the keys of this request moved to several servers; retry\r\n");
     return true;
   }
   if (!keyed) {  // flush_all and such: done if its node left the map

@@ -33,8 +33,9 @@
 // once this node is primary with a valid lease. A request still without a
 // primary after Options::failover_wait fails with "SERVER_ERROR" naming
 // why. A keyless request (flush_all) whose node left the map counts as
-// done. If a multi-key request's keys now belong to several primaries, it
-// fails with a SERVER_ERROR saying so (the client retries).
+// done. A text multi-get whose keys now belong to several primaries is
+// split per primary and its values joined; any other multi-key request
+// (binary quiet-get batches) fails with a SERVER_ERROR saying so.
 //
 // Thread-safety: the ftm::Cluster methods are safe for concurrent use;
 // start() and stop() are called once each, from the main thread.
@@ -149,6 +150,9 @@ class ClusterNode final : public Cluster {
   static void on_forward_reply(void* ctx, const rdma::Status& st, std::string_view reply);
   void park(ForwardCall* c, std::string why);
   void redirect_main();
+  // Splits a parked text get/gets/gat/gats whose keys now have several
+  // primaries into one parked call per primary; false if `c` is not one.
+  bool split_get(ForwardCall* c, const ClusterMap& m);
   // Tries a parked call again; false if it stays parked.
   bool retry(ForwardCall* c, std::chrono::steady_clock::time_point now);
   void log(const std::string& line) const;

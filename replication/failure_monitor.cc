@@ -1,5 +1,6 @@
 #include "replication/failure_monitor.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -101,7 +102,8 @@ void FailureMonitor::judge_reports(Clock::time_point now,
     auto v = detector_.view(it->first, now);
     if (!v.known || v.suspected) {
       it = reports_.erase(it);
-    } else if (v.age >= 2 * opts_.heartbeat_interval) {
+    } else if (v.age >= std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval,
+                                                            v.timeout / 2)) {
       std::string why = it->second.reason + "; no heartbeat for " + ms_text(v.age);
       detector_.report(it->first, why, now);
       suspects.emplace_back(it->first, why);

@@ -62,11 +62,13 @@ class FailureMonitor {
   void forget(uint32_t node);
   // A fabric error about `node` reported by a peer (a forward or a
   // replication write failed). Corroborated before it counts: the node is
-  // suspected (on_suspect) at the first scan that finds its heartbeat at
-  // least two intervals old, which for a dead process is within a few
-  // milliseconds, well before its timeout. A report whose node keeps
+  // suspected (on_suspect) at the first scan that finds its heartbeat old
+  // enough (below), which for a dead process comes well before its timeout. A report whose node keeps
   // heartbeating for one whole timeout is dropped (logged): a link flap or
-  // the reporter's own trouble must not fail over a live server.
+  // the reporter's own trouble must not fail over a live server. The
+  // corroborating age is the larger of two intervals and half the node's
+  // timeout: a loaded host delays live heartbeats by more than two
+  // intervals often enough.
   void report(uint32_t node, const std::string& reason);
   // Sets `node`'s fence word (replication/heartbeat.h): it was declared
   // failed at `epoch` and learns so at its next heartbeat.

@@ -87,7 +87,7 @@ struct MetaServerOptions {
   // theirs at (0: none asked for, nobody is watched) and the failure
   // detector's smallest safety margin (replication/failure_detector.h).
   std::chrono::microseconds heartbeat_interval{5000};
-  std::chrono::microseconds detector_floor{50000};
+  std::chrono::microseconds detector_floor{100000};
   // See "Bootstrap" and the restart rule above.
   uint32_t bootstrap_servers = 3;
   std::chrono::milliseconds restart_grace{3000};

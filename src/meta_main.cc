@@ -37,7 +37,7 @@ void print_usage(FILE* out) {
       "    --heartbeat-interval=MS  how often data servers write their heartbeat\n"
       "                          (default: 5; 0: no heartbeats, no failure detection)\n"
       "    --detector-floor=MS   smallest margin the failure detector adds to a\n"
-      "                          server's expected heartbeat interval (default: 50)\n"
+      "                          server's expected heartbeat interval (default: 100)\n"
       "    --bootstrap-servers=N  joins rebalance primaries until N servers have\n"
       "                          joined; later joins take secondaries only (default: 3)\n"
       "-v, --verbose             log every control message\n"
