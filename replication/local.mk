@@ -33,6 +33,7 @@ libftm_cluster_a_SOURCES = \
 	replication/cluster_node.cc replication/cluster_node.h \
 	replication/inspect.cc replication/inspect.h \
 	replication/replication_manager.cc replication/replication_manager.h \
+	replication/recovery.cc replication/recovery.h \
 	replication/heartbeat.cc replication/heartbeat.h replication/lease.h \
 	replication/failure_detector.cc replication/failure_detector.h \
 	replication/failure_monitor.cc replication/failure_monitor.h

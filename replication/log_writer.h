@@ -152,6 +152,11 @@ class LogWriter {
   // Counters, read without locks (each individually consistent).
   Stats stats() const;
 
+  // The lsn of the last append that reserved one (0 before any). Cheap (one
+  // atomic load): snapshots call it under a store partition's lock, which
+  // append()s of that partition's keys also hold, so it covers exactly them.
+  uint64_t last_lsn() const { return reserved_lsn_.load(std::memory_order_acquire); }
+
  private:
   struct Slot;
   struct Inflight;

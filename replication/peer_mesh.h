@@ -46,6 +46,8 @@ enum class PeerRpc : uint16_t {
   kRingOpen = 2,    // primary asks secondary for a replication ring
   kDigest = 3,      // per-partition digest of this node's store
   kGetReplica = 4,  // this node's copy of one key
+  kSnapshot = 5,      // new secondary asks its primary for a snapshot (recovery.h)
+  kSnapshotDone = 6,  // ... and says it has read it
 };
 
 class PeerMesh {

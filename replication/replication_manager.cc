@@ -60,6 +60,7 @@ struct ReplicationManager::Peer {
   // are held until the map says what became of its node (release()).
   std::atomic<int64_t> dead_since{0};
   std::atomic<int> nwaiters{0};
+  uint64_t ring_key = 0;  // remote key of the ring the writer feeds
   std::mutex mu;
   struct Need {
     Waiter* w;
@@ -219,6 +220,7 @@ std::unique_ptr<ReplicationManager> ReplicationManager::create(rdma::Fabric& fab
             }
             guard->self->serve_ring_open(from, payload, std::move(respond));
           });
+  m->start_recovery();
   store.set_effect_sink(m.get());
   if (options.repair_interval.count() > 0) {
     m->repair_ = std::thread([p = m.get()] { p->repair_main(); });
@@ -233,6 +235,7 @@ ReplicationManager::~ReplicationManager() {
   }
   repair_cv_.notify_all();
   if (repair_.joinable()) repair_.join();
+  recovery_.reset();  // its threads use the writers and appliers below
   store_.set_effect_sink(nullptr);
   if (guard_) {
     std::lock_guard<std::mutex> lock(guard_->mu);
@@ -260,6 +263,48 @@ size_t ReplicationManager::ring_size() const {
   size_t need = 2 * (store_.options().item_size_max + kMinEntrySize + kMaxEffectKey + kEntryAlign);
   size_t size = std::max({opts_.ring_size, need, kMinRingSize});
   return (size + 4095) & ~size_t{4095};
+}
+
+void ReplicationManager::start_recovery() {
+  Recovery::Hooks h;
+  h.served = [this](uint32_t primary, uint64_t* ring_key) -> std::shared_ptr<LogApplier> {
+    std::lock_guard<std::mutex> lock(served_mu_);
+    auto it = served_.find(primary);
+    if (it == served_.end()) return nullptr;
+    *ring_key = it->second->ring->descriptor().key;
+    return std::shared_ptr<LogApplier>(it->second, it->second->applier.get());
+  };
+  // The map on_change follows, not followed_: effects of a partition reach
+  // the secondary only once state_ names it (snapshots taken earlier would
+  // miss the writes in between).
+  h.writer = [this](uint32_t node, uint64_t ring_key, const std::vector<bool>& held,
+                    std::string* why) -> std::function<uint64_t()> {
+    std::lock_guard<std::mutex> g(state_mu_);
+    const uint32_t self = membership_.node_id();
+    if (!state_ || !state_->map || state_->map->partitions() != held.size()) {
+      *why = "no map with " + std::to_string(held.size()) + " partitions followed yet";
+      return {};
+    }
+    const ClusterMap& map = *state_->map;
+    for (uint32_t p = 0; p < held.size(); ++p) {
+      if (!held[p]) continue;
+      const auto sec = map.secondaries(p);
+      if (map.primary(p) != self || std::find(sec.begin(), sec.end(), node) == sec.end()) {
+        *why = "partition " + std::to_string(p) + " is not ours with node " +
+               std::to_string(node) + " as a secondary at epoch " + std::to_string(map.epoch());
+        return {};
+      }
+    }
+    Peer* peer = state_->peer(node);
+    if (peer == nullptr || !peer->healthy() || peer->ring_key != ring_key) {
+      *why = "no healthy writer to that ring of node " + std::to_string(node);
+      return {};
+    }
+    return [w = peer->writer.get()] { return w->last_lsn(); };  // kept in all_peers_
+  };
+  h.log = [this](std::string_view line) { log(line); };
+  recovery_ = std::make_unique<Recovery>(fabric_, mesh_, membership_, store_, std::move(h),
+                                         opts_.recovery);
 }
 
 // ----- secondary side -----
@@ -294,7 +339,7 @@ void ReplicationManager::serve_ring_open(uint32_t from, std::string_view payload
   }
   auto ring = LogRing::create(fabric_, size);
   if (!ring) return refuse("ring allocation: " + ring.status().to_string());
-  auto served = std::make_unique<Served>();
+  auto served = std::make_shared<Served>();
   served->ring = std::move(ring).value();
   served->applier = std::make_unique<LogApplier>(*served->ring, store_, opts_.applier);
   served->applier->start();
@@ -464,6 +509,7 @@ void ReplicationManager::fence() {
     version_.fetch_add(1, std::memory_order_release);
   }
   followed_.reset();
+  recovery_->reset();
   std::lock_guard<std::mutex> g(served_mu_);
   for (auto& [node, sv] : served_) (void)sv->ring->revoke();
   served_.clear();
@@ -472,6 +518,8 @@ void ReplicationManager::fence() {
 // REQUIRES: map_mu_ held.
 bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quiet) {
   if (followed_ && followed_ != map) take_over(*followed_, *map);
+  const bool changed = followed_ != map;
+  auto prev = std::move(followed_);
   followed_ = map;
   const uint32_t self = membership_.node_id();
   auto fail = [&](const std::string& line) {
@@ -551,6 +599,7 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
       continue;
     }
     peer->writer = std::move(writer).value();
+    peer->ring_key = desc->key;
     if (quiet) log("replication writer to " + peer_name + " re-attached");
     peers_[node] = peer.get();
     std::lock_guard<std::mutex> g(state_mu_);
@@ -569,6 +618,9 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
     state_ = std::move(state);
     version_.fetch_add(1, std::memory_order_release);
   }
+  // After publishing: a primary serves snapshots only for the map
+  // on_change follows, and this node's own writers are in place.
+  if (changed) recovery_->on_map(prev, followed_);
   settle_dead_peers();
   return all_ok;
 }
@@ -739,7 +791,15 @@ ReplicationManager::Stats ReplicationManager::stats() const {
       if (p != nullptr && p->healthy()) s.writers++;
     }
   }
+  const Recovery::Stats r = recovery_->stats();
+  s.recovering_partitions = r.recovering_partitions;
+  s.recovered_partitions = r.recovered_partitions;
+  s.recovered_bytes = r.recovered_bytes;
+  s.last_recovery_mbps = r.last_rate_mbps;
+  s.snapshots_served = r.snapshots_served;
   return s;
 }
+
+std::string ReplicationManager::recovery_state() const { return recovery_->state(); }
 
 }  // namespace ftm::repl

@@ -48,6 +48,11 @@
 // write the old primary could have acknowledged (DESIGN.md: promote "once
 // it has applied its whole replication log").
 //
+// Recovery (issue 6): a map that makes this node a secondary of partitions
+// it did not hold before starts recovering their older data from their
+// primaries on a thread of its own (replication/recovery.h); on_map does
+// not wait for it. This node serves the same snapshots as a primary.
+//
 // Thread-safety: all methods are safe for concurrent use (on_map calls are
 // serialized internally; the membership thread makes them in epoch order).
 // Destroy the manager only after the Store stopped calling it (it removes
@@ -64,6 +69,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -76,6 +82,7 @@
 #include "replication/membership.h"
 #include "replication/partition_map.h"
 #include "replication/peer_mesh.h"
+#include "replication/recovery.h"
 #include "src/cluster.h"
 #include "src/store.h"
 
@@ -97,6 +104,7 @@ class ReplicationManager : public EffectSink {
     std::chrono::milliseconds repair_interval{1000};
     // Longest a barrier waits on a dead writer for the map's verdict.
     std::chrono::milliseconds dead_hold{1000};
+    Recovery::Options recovery;
     // Log lines (attach failures, ring replacement); default stderr.
     std::function<void(std::string_view)> log;
   };
@@ -158,8 +166,18 @@ class ReplicationManager : public EffectSink {
     uint64_t rings_served = 0;    // kRingOpen requests answered with a ring
     uint32_t writers = 0;         // writers attached and healthy
     uint64_t full_waits = 0;      // appends that waited for ring space (all writers)
+    // Recovery of partitions newly given to this node as a secondary.
+    uint32_t recovering_partitions = 0;  // still lacking their older data
+    uint64_t recovered_partitions = 0;   // recovered from a snapshot (total)
+    uint64_t recovered_bytes = 0;        // snapshot bytes read (total)
+    double last_recovery_mbps = 0;       // rate of the last recovery, MB/s
+    uint64_t snapshots_served = 0;       // snapshots encoded for secondaries
   };
   Stats stats() const;
+
+  // One line for humans: "caught up", or "recovering 120 partitions from
+  // 2 nodes, 40.1 MB so far".
+  std::string recovery_state() const;
 
   // Implementation types (defined in the .cc).
   struct Peer;
@@ -170,6 +188,7 @@ class ReplicationManager : public EffectSink {
  private:
   ReplicationManager(rdma::Fabric& fabric, PeerMesh& mesh, Membership& membership,
                      Store& store, const Options& options);
+  void start_recovery();  // creates recovery_ with hooks into served_ and state_
   void serve_ring_open(uint32_t from, std::string_view payload, PeerMesh::Responder respond);
   // on_map's work; `quiet` logs only successes (the repair thread's retries).
   bool follow(std::shared_ptr<const ClusterMap> map, bool quiet);
@@ -204,7 +223,9 @@ class ReplicationManager : public EffectSink {
 
   // Secondary side: one ring + applier per primary.
   std::mutex served_mu_;
-  std::unordered_map<uint32_t, std::unique_ptr<Served>> served_;
+  // shared: a recovery in flight keeps a replaced ring's applier alive.
+  std::unordered_map<uint32_t, std::shared_ptr<Served>> served_;
+  std::unique_ptr<Recovery> recovery_;  // after served_: destroyed before it
 
   struct Counters {
     std::atomic<uint64_t> effects{0}, append_errors{0}, barriers_waited{0},

@@ -497,5 +497,109 @@ TEST_F(ReplicationManagerTest, FailedWriterIsRepairedForTheSameMap) {
   EXPECT_TRUE(eventually_equal(*b.store, keys[1], read(*a.store, keys[1])));
 }
 
+
+// Issue 6, recovery onto a new secondary: a failure gives the survivors
+// secondary roles for partitions they never held. Each one fetches the
+// older data from the primary's snapshot while writes and deletes go on;
+// once recovery is over, both copies of every partition are identical.
+TEST_F(ReplicationManagerTest, NewSecondaryRecoversOlderDataFromASnapshot) {
+  ReplicationManager::Options ro;
+  ro.writer.op_timeout = milliseconds(500);
+  ro.writer.full_wait = milliseconds(500);
+  ro.dead_hold = milliseconds(5000);
+  start(3, 2, ro);
+  auto value = [](int i, int round) {
+    return std::string(2000 + i % 1000, char('a' + (i + round) % 26));
+  };
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; ++i) keys.push_back("rk" + std::to_string(i));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Node& n = node_by_id(map_->primary(map_->partition_of(keys[i])));
+    ASSERT_TRUE(set(*n.store, keys[i], value(int(i), 0), uint32_t(i)));
+  }
+  for (auto& n : nodes_) ASSERT_TRUE(sync(*n->mgr));
+
+  const uint32_t victim = nodes_[2]->id();
+  nodes_[2]->stop();
+
+  // Writes go to a node only while it follows the newest map and is the
+  // key's primary there (its lock keeps the map from changing meanwhile).
+  auto write = [&](size_t i, int round, bool del) {
+    auto m = meta_->map();
+    const uint32_t q = m->primary(m->partition_of(keys[i]));
+    if (q == victim || q == 0) return;
+    Node& n = node_by_id(q);
+    std::lock_guard<std::mutex> g(n.mu);
+    if (n.epoch.load() != m->epoch()) return;
+    if (del) {
+      ThreadStats st;
+      exec::remove(*n.store, st, keys[i]);
+    } else {
+      set(*n.store, keys[i], value(int(i), round), uint32_t(round));
+    }
+  };
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int round = 1; !stop.load(); ++round) {
+      for (size_t i = 0; i < 500; ++i) write(i, round, false);
+      for (size_t i = 2500; i < 2600; ++i) write(i, round, true);
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  });
+
+  // The victim is failed over, every survivor follows that map and has
+  // recovered everything it became a secondary of.
+  std::shared_ptr<const ClusterMap> m;
+  auto wait_recovered = [&] {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  uint64_t recovered = 0;
+  for (;;) {
+    m = meta_->map();
+    bool done = m->server(victim) && m->server(victim)->state == ServerState::kFailed;
+    recovered = 0;
+    for (int i = 0; i < 2 && done; ++i) {
+      Node& n = *nodes_[i];
+      std::lock_guard<std::mutex> g(n.mu);
+      const auto st = n.mgr->stats();
+      done = n.epoch.load() == m->epoch() && st.recovering_partitions == 0 &&
+             n.mgr->recovery_state() == "caught up";
+      recovered += st.recovered_partitions;
+    }
+    if (done && recovered > 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "recovery did not finish";
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  };
+  wait_recovered();
+  std::this_thread::sleep_for(milliseconds(200));  // some writes after recovery too
+  stop = true;
+  writer.join();
+  wait_recovered();  // the map may have moved on (and recovered again) meanwhile
+
+  // Both copies of every key agree (absent on both for the deleted ones).
+  int mismatches = 0;
+  for (size_t i = 0; i < keys.size() && mismatches < 5; ++i) {
+    const uint32_t p = m->partition_of(keys[i]);
+    Node& primary = node_by_id(m->primary(p));
+    const Copy want = read(*primary.store, keys[i]);
+    EXPECT_EQ(want.present, i < 2500 || i >= 2600) << keys[i];
+    for (uint32_t s : m->secondaries(p)) {
+      if (s == 0) continue;
+      if (!eventually_equal(*node_by_id(s).store, keys[i], want)) {
+        ++mismatches;
+        ADD_FAILURE() << keys[i] << " (partition " << p << ") differs on node " << s
+                      << " from its primary " << m->primary(p);
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+  bool logged = false;
+  for (int i = 0; i < 2; ++i) {
+    std::lock_guard<std::mutex> g(nodes_[i]->mu);
+    for (const auto& l : nodes_[i]->log_lines) logged = logged || l.rfind("recovered ", 0) == 0;
+  }
+  EXPECT_TRUE(logged);
+}
+
 }  // namespace
 }  // namespace ftm::repl
