@@ -195,6 +195,10 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   mem.on_map = [p](std::shared_ptr<const ClusterMap> map) { p->on_map(std::move(map)); };
   mem.log = [p](std::string_view line) { p->log(std::string(line)); };
   mem.lease = &n->lease_;
+  mem.replication_state = [p]() -> std::string {
+    std::lock_guard g(p->map_mu_);
+    return p->manager_ ? p->manager_->recovery_state() : std::string("n/a");
+  };
   mem.on_fenced = [p] { p->on_fenced(); };
   n->log("cluster: node " + (options.node_id ? std::to_string(options.node_id) : "(assigned)") +
          " joining meta server " + options.meta_host + ":" + std::to_string(options.meta_port) +

@@ -21,7 +21,7 @@ MsgType type_of(const ControlMsg& m) {
   static constexpr MsgType kTypes[] = {MsgType::kJoin,      MsgType::kJoinOk,
                                        MsgType::kMap,       MsgType::kStatusReq,
                                        MsgType::kStatus,    MsgType::kError,
-                                       MsgType::kSuspect};
+                                       MsgType::kSuspect,   MsgType::kReport};
   return kTypes[m.index()];
 }
 
@@ -47,7 +47,7 @@ bool addr_ok(const std::string& s) {
 const char* msg_name(const ControlMsg& msg) {
   static constexpr const char* kNames[] = {"JOIN",       "JOIN_OK", "MAP",
                                            "STATUS_REQ", "STATUS",  "ERROR",
-                                           "SUSPECT"};
+                                           "SUSPECT",    "REPORT"};
   return kNames[msg.index()];
 }
 
@@ -110,6 +110,9 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
           fits = m.reason.size() <= kMaxText;
           put_u32(out, m.node_id);
           put_str16(out, m.reason.substr(0, kMaxText));
+        } else if constexpr (std::is_same_v<T, ReportMsg>) {
+          fits = m.replication.size() <= kMaxText;
+          put_str16(out, m.replication.substr(0, kMaxText));
         }
       },
       msg);
@@ -242,6 +245,14 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       m.reason = br.str16();
       if (br.failed()) return corrupt("truncated SUSPECT");
       if (m.reason.size() > kMaxText) return corrupt("SUSPECT reason too long");
+      env.msg = std::move(m);
+      break;
+    }
+    case MsgType::kReport: {
+      ReportMsg m;
+      m.replication = br.str16();
+      if (br.failed()) return corrupt("truncated REPORT");
+      if (m.replication.size() > kMaxText) return corrupt("REPORT text too long");
       env.msg = std::move(m);
       break;
     }

@@ -16,6 +16,7 @@
 //   data server -> meta   JOIN {node id or 0 = assign one, flags, addresses}
 //   meta -> data server   JOIN_OK {node id, map} or ERROR {code, text}
 //   meta -> data servers  MAP {map} whenever the epoch rises
+//   data server -> meta   REPORT {replication state}, when it changes
 //   data server -> meta   SUSPECT {node, reason}: a peer failed a forward
 //                         or a replication write (issue 6: the meta server
 //                         corroborates it with the heartbeats)
@@ -59,6 +60,7 @@ enum class MsgType : uint16_t {
   kError = 6,
   kHeartbeat = 7,  // reserved
   kSuspect = 8,
+  kReport = 9,
 };
 
 struct JoinMsg {
@@ -150,8 +152,16 @@ struct SuspectMsg {
   bool operator==(const SuspectMsg&) const = default;
 };
 
+// A data server's replication state for status (sent when it changes):
+// "caught up", or its recovery's progress ("recovering N partitions from K
+// nodes, X MB so far"). Shown in ServerStatus::replication.
+struct ReportMsg {
+  std::string replication;
+  bool operator==(const ReportMsg&) const = default;
+};
+
 using ControlMsg = std::variant<JoinMsg, JoinOkMsg, MapMsg, StatusReqMsg, StatusMsg,
-                                ErrorMsg, SuspectMsg>;
+                                ErrorMsg, SuspectMsg, ReportMsg>;
 
 struct Envelope {
   uint32_t seq = 0;

@@ -107,10 +107,15 @@ ClusterStatus Membership::converse(ControlChannel& ch) {
                                     (empty_ ? JoinMsg::kEmpty : 0u),
                opts_.memcached_addr, opts_.fabric_addr};
   ClusterStatus st = ch.send(join);
+  std::string reported;  // what the meta server last heard from this channel
   while (st) {
     // Short receives: queued reports go out between them.
     auto env = ch.receive(std::chrono::milliseconds(5));
     send_reports(ch);
+    if (opts_.replication_state && connected_.load()) {
+      std::string now = opts_.replication_state();
+      if (now != reported && ch.send(ReportMsg{now})) reported = std::move(now);
+    }
     if (!env) {
       if (env.status().code() == ClusterErrc::kUnavailable) {
         if (ch.ok() && !fenced_.load()) continue;  // just the timeout

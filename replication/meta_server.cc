@@ -252,6 +252,7 @@ StatusMsg MetaServer::status() const {
       ss.connected = it->second.connected;
       ss.since_ms = ms_since(it->second.since);
       ss.peer = it->second.peer;
+      if (it->second.connected) ss.replication = it->second.replication;
     } else {
       ss.since_ms = st.meta_uptime_ms;  // not seen since this meta started
     }
@@ -321,6 +322,11 @@ void MetaServer::serve(const std::shared_ptr<Session>& s) {
           s->peer);
     if (auto* j = std::get_if<JoinMsg>(&env->msg)) {
       handle_join(s, *j, env->seq);
+    } else if (auto* rp = std::get_if<ReportMsg>(&env->msg)) {
+      std::lock_guard g(mu_);
+      auto it = s->node_id ? members_.find(s->node_id) : members_.end();
+      if (it != members_.end() && it->second.session.lock() == s)
+        it->second.replication = rp->replication;
     } else if (auto* su = std::get_if<SuspectMsg>(&env->msg)) {
       uint32_t from;
       {

@@ -130,6 +130,7 @@ class MetaServer {
     std::chrono::steady_clock::time_point since;
     std::string peer;
     std::weak_ptr<Session> session;
+    std::string replication = "n/a";  // its last REPORT
   };
 
   MetaServer() = default;

@@ -273,9 +273,14 @@ class LocalCluster:
 
     def start_meta(self):
         log = open(self.meta_log_path, "a")
+        # The n servers started together form the cluster: they share the
+        # primaries; servers added later take secondaries only.
+        boot = [] if any(a.startswith("--bootstrap-servers")
+                         for a in self.meta_args) else [
+            "--bootstrap-servers=%d" % self.n]
         cmd = [META_BIN, "--fabric", "tcp", "--listen", self.meta_addr,
                "--state-dir", self.state_dir, "--replicas",
-               str(self.copies)] + self.meta_args
+               str(self.copies)] + boot + list(self.meta_args)
         self.meta = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)

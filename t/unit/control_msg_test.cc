@@ -62,6 +62,7 @@ std::vector<ControlMsg> samples() {
       ErrorMsg{ErrorMsg::kNodeBusy, "node id 3 is already connected"},
       ErrorMsg{ErrorMsg::kFenced, "node 2 was declared failed at epoch 9"},
       SuspectMsg{2, "forwarding to node 2: peer closed the connection"},
+      ReportMsg{"recovering 341 partitions from 2 nodes, 12.5 MB so far"},
   };
 }
 
