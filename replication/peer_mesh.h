@@ -25,10 +25,13 @@
 #ifndef FTM_REPLICATION_PEER_MESH_H_
 #define FTM_REPLICATION_PEER_MESH_H_
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -134,6 +137,33 @@ class PeerMesh {
  private:
   explicit PeerMesh(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
+};
+
+// One PeerMesh::call waited for by a thread that may give up first (a
+// timeout): shared by that waiter and the Done callback, whoever is last
+// frees it. Use: `auto* c = new SyncCall; mesh.call(..., &SyncCall::on_done,
+// c);` then wait on c->cv for c->done under c->mu, and SyncCall::release(c).
+struct SyncCall {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  rdma::Status status;
+  std::string reply;
+  std::atomic<int> refs{2};
+  static void release(SyncCall* c) {
+    if (c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
+  }
+  static void on_done(void* ctx, const rdma::Status& st, std::string_view reply) {
+    auto* c = static_cast<SyncCall*>(ctx);
+    {
+      std::lock_guard<std::mutex> lock(c->mu);
+      c->status = st;
+      c->reply = std::string(reply);
+      c->done = true;
+    }
+    c->cv.notify_all();
+    release(c);
+  }
 };
 
 }  // namespace ftm::repl

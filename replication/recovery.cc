@@ -32,30 +32,6 @@ std::string error_reply(const std::string& why) {
   return r;
 }
 
-// One mesh call waited for synchronously. Shared with the Done callback
-// (the waiter may give up first); whoever is last frees it.
-struct SyncCall {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  rdma::Status status;
-  std::string reply;
-  std::atomic<int> refs{2};
-  static void release(SyncCall* c) {
-    if (c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
-  }
-  static void on_done(void* ctx, const rdma::Status& st, std::string_view reply) {
-    auto* c = static_cast<SyncCall*>(ctx);
-    {
-      std::lock_guard<std::mutex> lock(c->mu);
-      c->status = st;
-      c->reply = std::string(reply);
-      c->done = true;
-    }
-    c->cv.notify_all();
-    release(c);
-  }
-};
 
 // kSnapshotDone is fire-and-forget: the primary frees the export on its
 // own after export_ttl if the message is lost.

@@ -354,35 +354,6 @@ void ReplicationManager::serve_ring_open(uint32_t from, std::string_view payload
 
 // ----- primary side: map changes -----
 
-namespace {
-
-// One kRingOpen in flight. Shared by the caller (which may time out) and
-// the mesh's Done callback; whoever is last frees it.
-struct RingCall {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  rdma::Status status;
-  std::string reply;
-  std::atomic<int> refs{2};
-  static void release(RingCall* c) {
-    if (c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
-  }
-  static void on_done(void* ctx, const rdma::Status& st, std::string_view reply) {
-    auto* c = static_cast<RingCall*>(ctx);
-    {
-      std::lock_guard<std::mutex> lock(c->mu);
-      c->status = st;
-      c->reply = std::string(reply);
-      c->done = true;
-    }
-    c->cv.notify_all();
-    release(c);
-  }
-};
-
-}  // namespace
-
 bool ReplicationManager::on_map(std::shared_ptr<const ClusterMap> map) {
   if (!map) return false;
   std::lock_guard<std::mutex> lock(map_mu_);
@@ -536,16 +507,16 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
   }
 
   // Ask every node that lacks a healthy writer for a ring, all at once.
-  std::vector<std::pair<uint32_t, RingCall*>> calls;
+  std::vector<std::pair<uint32_t, SyncCall*>> calls;
   for (uint32_t node : needed) {
     auto it = peers_.find(node);
     if (it != peers_.end() && it->second->healthy()) continue;
-    auto* c = new RingCall;
+    auto* c = new SyncCall;
     std::string req;
     put_le(req, self, 4);
     put_le(req, ring_size(), 8);
     calls.emplace_back(node, c);
-    mesh_.call(node, PeerRpc::kRingOpen, req, &RingCall::on_done, c);
+    mesh_.call(node, PeerRpc::kRingOpen, req, &SyncCall::on_done, c);
   }
 
   bool all_ok = true;
@@ -557,14 +528,14 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
       lock.unlock();
       fail("no replication ring from " + peer_name + " within " +
           std::to_string(opts_.attach_timeout.count()) + " ms");
-      RingCall::release(c);
+      SyncCall::release(c);
       all_ok = false;
       continue;
     }
     rdma::Status st = c->status;
     std::string reply = std::move(c->reply);
     lock.unlock();
-    RingCall::release(c);
+    SyncCall::release(c);
     if (!st) {
       fail("ring request to " + peer_name + " failed: " + st.to_string());
       all_ok = false;
