@@ -31,6 +31,7 @@ constexpr size_t kItemMapPartition = 0;
 constexpr size_t kItemFlags = 4;
 constexpr size_t kItemValueLen = 8;
 constexpr size_t kItemKeyLen = 12;
+constexpr size_t kItemBits = 13;
 constexpr size_t kItemExptime = 16;
 constexpr size_t kItemCas = 24;
 
@@ -119,6 +120,7 @@ std::vector<std::byte> encode_snapshot(Store& store, const std::vector<bool>& he
           put<uint32_t>(r, kItemFlags, it.client_flags);
           put<uint32_t>(r, kItemValueLen, it.nbytes);
           put<uint8_t>(r, kItemKeyLen, it.nkey);
+          put<uint8_t>(r, kItemBits, it.iflags & kItemReplicaBits);
           put<int64_t>(r, kItemExptime,
                        it.exptime == 0 ? 0 : static_cast<int64_t>(clock::to_unix(it.exptime)));
           put<uint64_t>(r, kItemCas, it.cas);
@@ -223,6 +225,7 @@ SnapshotError SnapshotView::parse(std::span<const std::byte> bytes, SnapshotView
     const size_t rec = align8(kItemHeaderSize + key_len + value_len);
     if (rec > items_end - off) return bad("record past the end");
     if (key_len == 0 || key_len > kKeyMaxLength) return bad("key length out of range");
+    if ((get<uint8_t>(r, kItemBits) & ~kItemReplicaBits) != 0) return bad("unknown item bits");
     if (m >= partitions || !out->held_[m]) return bad("map partition not held");
     const uint64_t hash = XXH3_64bits(r + kItemHeaderSize, key_len);
     if (hash % partitions != m) return bad("key of another map partition");
@@ -262,6 +265,7 @@ size_t SnapshotView::read_item(size_t off, SnapshotItem* out) const {
   out->client_flags = get<uint32_t>(r, kItemFlags);
   out->exptime = get<int64_t>(r, kItemExptime);
   out->cas = get<uint64_t>(r, kItemCas);
+  out->item_bits = get<uint8_t>(r, kItemBits);
   out->key = std::string_view(body, key_len);
   out->value = std::string_view(body + key_len, value_len);
   return align8(kItemHeaderSize + key_len + value_len);
@@ -287,7 +291,8 @@ InstallResult install_snapshot(Store& store, std::span<const std::byte> bytes) {
       apply_flush_split(store, s, WireFlushSplit{sp.oldest_live, sp.oldest_cas, sp.flush_flags});
   }
   v.for_each_item([&](const SnapshotItem& it) {
-    if (link_primary_item(store, it.key, it.client_flags, it.exptime, it.cas, it.value)) {
+    if (link_primary_item(store, it.key, it.client_flags, it.exptime, it.cas, it.value,
+                          it.item_bits)) {
       r.installed.items++;
       r.installed.bytes += it.key.size() + it.value.size();
     } else {
