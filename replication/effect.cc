@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "replication/wire_bytes.h"
 #include "src/store.h"
 
 namespace ftm::repl {
@@ -38,18 +39,9 @@ uint8_t item_bits_from_wire(uint8_t wire) {
          ((wire & kWireKeyBinary) ? kItemKeyBinary : 0);
 }
 
-size_t align8(size_t n) { return (n + kEntryAlign - 1) & ~(kEntryAlign - 1); }
-
-template <class T>
-void put(std::byte* p, size_t off, T v) {
-  std::memcpy(p + off, &v, sizeof v);
-}
-template <class T>
-T get(const std::byte* p, size_t off) {
-  T v;
-  std::memcpy(&v, p + off, sizeof v);
-  return v;
-}
+using wire::align8;
+using wire::get;
+using wire::put;
 
 // The ring is written by the fabric (another thread, or a NIC) while the
 // applier polls it: the fields a poll looks at first are read with atomic

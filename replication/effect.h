@@ -97,7 +97,7 @@ inline constexpr size_t kEntryTrailerSize = 8;
 // shorter than this cannot hold a skip marker, so both sides wrap there
 // without one (see log_ring.h).
 inline constexpr size_t kMinEntrySize = kEntryHeaderSize + kEntryTrailerSize;
-inline constexpr size_t kEntryAlign = 8;
+inline constexpr size_t kEntryAlign = 8;  // wire::align8 (wire_bytes.h)
 inline constexpr size_t kMaxEffectKey = 250;
 
 // Bytes the encoded entry of `e` takes (a multiple of 8).

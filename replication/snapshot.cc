@@ -7,6 +7,7 @@
 
 #include "replication/effect.h"
 #include "replication/replica_ops.h"
+#include "replication/wire_bytes.h"
 
 namespace ftm::repl {
 namespace {
@@ -37,18 +38,9 @@ constexpr size_t kItemCas = 24;
 
 constexpr size_t kTrailerSize = 8;
 
-size_t align8(size_t n) { return (n + 7) & ~size_t{7}; }
-
-template <class T>
-void put(std::byte* p, size_t off, T v) {
-  std::memcpy(p + off, &v, sizeof v);
-}
-template <class T>
-T get(const std::byte* p, size_t off) {
-  T v;
-  std::memcpy(&v, p + off, sizeof v);
-  return v;
-}
+using wire::align8;
+using wire::get;
+using wire::put;
 
 // The map partition of an item: ClusterMap::partition_for_key(key, P) is
 // XXH3_64bits(key) % P, and Item::hash already holds XXH3_64bits(key)
