@@ -68,6 +68,12 @@ struct JoinMsg {
   // flags: this process holds no data (it just started, or emptied itself
   // after being fenced). The only way back for a node id declared failed.
   static constexpr uint32_t kEmpty = 2;
+  // flags, with kEmpty: this process was declared failed and fenced while it
+  // ran (it read its fence or was refused with kFenced), so the failure
+  // declaration was a false suspicion: the meta server widens the node's
+  // detector timeout as it does when a suspected server's heartbeat
+  // returns. A process that just started never says it.
+  static constexpr uint32_t kWasFenced = 4;
   uint32_t node_id = 0;                  // 0 = let the meta server assign
   uint32_t flags = 0;
   std::string memcached_addr;            // host:port

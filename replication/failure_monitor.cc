@@ -46,16 +46,26 @@ void FailureMonitor::log(const std::string& line) const {
     std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok) {
+void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok, bool was_fenced) {
   if (node > opts_.max_node) return;
   // Emptied before it is watched: a value left by the node's previous
   // process must not count as this one's first heartbeat.
   array_->clear(node);
+  std::chrono::microseconds widened{0};
+  uint32_t count = 0;
   {
     std::lock_guard g(mu_);
     watched_.insert(node);
     detector_.watch(node, Clock::now());
+    if (was_fenced) {
+      widened = detector_.false_failover(node);
+      count = detector_.view(node, Clock::now()).false_suspicions;
+    }
   }
+  if (was_fenced)
+    log("ftmemcached-meta: node " + std::to_string(node) +
+        " was declared failed but is alive (it rejoined after its fence): false suspicion #" +
+        std::to_string(count) + ", its timeout widened to " + ms_text(widened));
   if (join_ok != nullptr) {
     join_ok->heartbeat_region = region_wire_;
     join_ok->heartbeat_offset = HeartbeatArray::slot_offset(node);

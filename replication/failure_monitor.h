@@ -56,8 +56,10 @@ class FailureMonitor {
   // A server joined (or re-joined) as `node`: its slot is emptied and it
   // is watched from now (suspected if no heartbeat comes within the
   // detector's initial interval + floor). Fills the heartbeat fields of
-  // its JOIN_OK.
-  void watch(uint32_t node, JoinOkMsg* join_ok);
+  // its JOIN_OK. `was_fenced`: the process was declared failed while it ran
+  // (JoinMsg::kWasFenced), a false suspicion: its timeout is widened and
+  // the decision logged (FailureDetector::false_failover).
+  void watch(uint32_t node, JoinOkMsg* join_ok, bool was_fenced = false);
   // A server left the map: no longer watched.
   void forget(uint32_t node);
   // A fabric error about `node` reported by a peer (a forward or a

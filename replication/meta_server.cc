@@ -457,7 +457,7 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
   JoinOkMsg ok;
   ok.node_id = id;
   ok.map = *published;
-  if (monitor_) monitor_->watch(id, &ok);
+  if (monitor_) monitor_->watch(id, &ok, (m.flags & JoinMsg::kWasFenced) != 0);
   (void)s->ch->send(ok, seq);
   publish(others, published);
 }

@@ -119,6 +119,14 @@ class MetaServer {
   std::shared_ptr<const ClusterMap> map() const;
   // What STATUS answers (map + per-server connection info).
   StatusMsg status() const;
+  // Fails `node` over now, as the failure monitor's verdict does (its scan
+  // thread calls this; tests and operators may too): marks it failed in a
+  // new epoch (its partitions go to their secondaries), persists and
+  // publishes the map, fences the node and closes its control connection.
+  // `reason` is logged. Does nothing for an unknown or already failed node,
+  // or while the meta server stops. If the map cannot be persisted, logs
+  // that and leaves the map as it was.
+  void declare_failed(uint32_t node, const std::string& reason);
   // Closes every connection and stops the threads. Idempotent. The map on
   // disk is already current (every change was persisted before publishing).
   void stop();
@@ -138,8 +146,6 @@ class MetaServer {
   void serve(const std::shared_ptr<Session>& s);
   void handle_join(const std::shared_ptr<Session>& s, const JoinMsg& m,
                    uint32_t seq);
-  // The failure monitor's verdict (scan thread): fail `node` over.
-  void declare_failed(uint32_t node, const std::string& reason);
   // REQUIRES mu_. Marks `node` failed in a new epoch; false if the map
   // could not be persisted. Sets the fence word.
   bool fail_locked(uint32_t node, const std::string& why);

@@ -238,6 +238,45 @@ TEST(FailureDetectorTest, RestartResetsSamplesButKeepsWiden) {
   EXPECT_EQ(v.timeout, milliseconds(5 + 2 * 20));
 }
 
+// A server declared failed (suspected, failed over, forgotten) whose process
+// turns out to be alive and rejoins: the declaration was a false suspicion.
+// What the detector learned must survive the forget(), or a host that stalls
+// is failed over again and again at the floor (seen on a loaded 2-core host
+// forming a cluster: every rejoin came back at the 105 ms timeout).
+TEST(FailureDetectorTest, FalseFailoverWidensAndForgetKeepsWhatWasLearned) {
+  Sim s;
+  s.beat_every(milliseconds(5), std::chrono::seconds(1));
+  s.advance(milliseconds(40));
+  ASSERT_TRUE(s.beat());  // widen 2
+  s.advance(milliseconds(200));  // suspected, then declared failed...
+  ASSERT_FALSE(s.suspicions.empty());
+  s.fd.forget(1);  // ...and forgotten by the meta server
+  EXPECT_FALSE(s.view().known);
+  EXPECT_EQ(s.fd.false_failover(1), microseconds(0)) << "not watched";
+
+  s.fd.watch(1, s.now);  // it rejoins: what was learned is back
+  FailureDetector::View v = s.view();
+  EXPECT_EQ(v.widen, 2);
+  EXPECT_EQ(v.false_suspicions, 1u);
+  EXPECT_EQ(s.fd.false_failover(1), milliseconds(5 + 4 * 20)) << "widen 4";
+  v = s.view();
+  EXPECT_EQ(v.widen, 4);
+  EXPECT_EQ(v.false_suspicions, 2u);
+
+  // A stall the floor alone would call a death is now tolerated.
+  s.inc = 0xbeef;
+  s.counter = 0;
+  s.suspicions.clear();
+  s.beat_every(milliseconds(5), std::chrono::seconds(1));
+  s.advance(milliseconds(70));
+  EXPECT_FALSE(s.beat());
+  EXPECT_TRUE(s.suspicions.empty());
+
+  // Another node's history is its own.
+  s.fd.watch(2, s.now);
+  EXPECT_EQ(s.fd.view(2, s.now).widen, 1);
+}
+
 TEST(FailureDetectorTest, RepeatedOrOlderCounterIsNotAnArrival) {
   Sim s;
   s.beat_every(milliseconds(5), std::chrono::seconds(1));

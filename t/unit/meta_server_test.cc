@@ -424,6 +424,45 @@ TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
   EXPECT_GT(m->secondary_count(idb), 0u);
 }
 
+// A member declared failed while it runs (a stall, a cut link) reads its
+// fence, empties itself and rejoins saying so (JoinMsg::kWasFenced): the
+// meta server counts the failover as a false suspicion and widens that
+// node's timeout. Before, its detector state was forgotten with the
+// failure, and a loaded host's stalling server was failed over again and
+// again at the floor's timeout.
+TEST_F(MetaServerTest, MemberFailedWhileAliveRejoinsWithAWiderTimeout) {
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);
+  bootstrap_servers_ = 2;
+  start_meta(0);
+  Membership& a = add_member();
+  Membership& b = add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
+  const uint32_t ida = a.node_id(), idb = b.node_id();
+  ASSERT_TRUE(eventually([&] {
+    return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
+  }, 5000));
+  const uint64_t before = status_of(*meta_, idb).heartbeat_timeout_us;
+  ASSERT_LT(before, 400000u);  // interval + the 250 ms floor
+  const uint64_t epoch = meta_->map()->epoch();
+  meta_->declare_failed(idb, "declared by the test");
+  ASSERT_EQ(meta_->map()->server(idb)->state, ServerState::kFailed);
+  // b learns its fence, drops its data and joins again under its id.
+  ASSERT_TRUE(eventually([&] {
+    const ServerInfo* s = meta_->map()->server(idb);
+    return s != nullptr && s->state == ServerState::kUp && meta_->map()->epoch() > epoch + 1 &&
+           status_of(*meta_, idb).heartbeating;
+  }, 5000)) << "the fenced member did not rejoin";
+  const ServerStatus s = status_of(*meta_, idb);
+  EXPECT_EQ(s.false_suspicions, 1u);
+  EXPECT_GT(s.heartbeat_timeout_us, 2 * 250000u) << "widen 2: interval + 2 x floor";
+  EXPECT_EQ(status_of(*meta_, ida).false_suspicions, 0u);
+  std::lock_guard g(log_mu_);
+  EXPECT_NE(log_.find("node " + std::to_string(idb) + " was declared failed but is alive"),
+            std::string::npos)
+      << log_;
+}
+
 // Issue 6: once bootstrap_servers have joined, live primaries never move
 // (that would need a handoff of writes in flight): a later server takes
 // secondaries only.
