@@ -169,6 +169,9 @@ class Chaos:
         self.c.resume_server(node)
         self.counts["rejoins"] += 1
         self._event("SIGCONT node %d (fenced: it joins again empty)" % node)
+        # Reads through it from the start: before it learns it is fenced,
+        # it must not answer with what it held.
+        self.lg.retarget()
         return t
 
     def short_stop(self, node):
