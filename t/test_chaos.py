@@ -27,6 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 CHAOS_SECONDS = float(os.environ.get("FTM_CHAOS_SECONDS", "60"))
 CHAOS_SEED = int(os.environ.get("FTM_CHAOS_SEED", "0")) or None
+# Bulk data stored before the run, so each recovery copies a snapshot while
+# the load's writes are held and replayed (and is verified at the end too).
+CHAOS_MB = float(os.environ.get("FTM_CHAOS_MB", "20"))
 FAILOVER_TIMEOUT = float(os.environ.get("FTM_FAILOVER_TIMEOUT", "10"))
 # Every server gets room for all the data: an eviction would look like loss.
 MEMORY = ["-m", "256"]
@@ -45,6 +48,8 @@ def test_chaos_loses_no_acknowledged_write():
           % (seed, seed))
     with LocalCluster(n=3, server_args=MEMORY) as c:
         lg = LoadGen(c, keys=2000, threads=6, seed=seed)
+        if CHAOS_MB > 0:
+            lg.preload(int(CHAOS_MB * 1e6), value_size=4000)
         ch = Chaos(c, lg, seed=seed, failover_timeout=FAILOVER_TIMEOUT)
         try:
             lg.start()
