@@ -20,10 +20,9 @@ unstopped server process up) and a random pause of load:
   higher epoch; a replacement server (the next node id, an empty process)
   is started when fewer than `servers` live servers are left;
 - long stop: SIGSTOP a random live server until status shows it failed,
-  start a replacement likewise, wait until the cluster has settled without
-  it (its partitions have their copies elsewhere), then SIGCONT it: it is
-  fenced, drops its data and joins again empty under its node id, taking
-  secondaries only;
+  start a replacement likewise, then SIGCONT it, at once or (at random)
+  after the cluster has settled without it: it is fenced, drops its data
+  and joins again empty under its node id, taking secondaries only;
 - short stop: SIGSTOP a random live server for a random time well under its
   failure detector timeout (the status heartbeats column), then SIGCONT it:
   it must not be declared failed (in status and in the meta server's log).
@@ -165,10 +164,14 @@ class Chaos:
         self._event("SIGSTOP node %d (until replaced)" % node, t)
         self._declared_failed(node, before, t)
         self._replace()
-        self.wait_settled()
+        settled = self.rng.random() < 0.5
+        if settled:
+            self.wait_settled()
         self.c.resume_server(node)
         self.counts["rejoins"] += 1
-        self._event("SIGCONT node %d (fenced: it joins again empty)" % node)
+        self._event("SIGCONT node %d (fenced: it joins again empty), %s" % (
+            node, "after recovery finished" if settled else
+            "while its replacement may be recovering"))
         # Reads through it from the start: before it learns it is fenced,
         # it must not answer with what it held.
         self.lg.retarget()

@@ -66,3 +66,59 @@ def test_chaos_loses_no_acknowledged_write():
         acked, _ = lg.write_counts()
         assert acked > 1000, ch.report(v)
         c.check_alive()
+
+
+class _OneServer:
+    """The part of LocalCluster that LoadGen uses, for a plain server."""
+
+    def __init__(self, s):
+        s.node_id = 1
+        self.servers = [s]
+
+    def live_servers(self):
+        return self.servers
+
+    def logs(self):
+        return self.servers[0].stderr()[-2000:]
+
+
+def test_checker_catches_lost_writes(server):
+    """The record and its checks can fail: keys deleted behind the load's
+    back are misses during the run and lost in the final read; an older
+    value of a key is stale (lost), a foreign one not allowed either."""
+    from loadgen import Client, STORED
+    one = _OneServer(server)
+    lg = LoadGen(one, keys=40, threads=2, seed=3, servers=one.servers)
+    lg.start()
+    try:
+        deadline = time.monotonic() + 10
+        while lg.write_counts()[0] < 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victims = [k for k in lg.keys if lg.log[k].acked is not None][:5]
+        assert len(victims) == 5, lg.report()
+        with Client(server.port) as c:
+            # Deleted again and again: some read of the load sees a miss.
+            while not lg.bad_reads() and time.monotonic() < deadline:
+                for k in victims:
+                    c.send(b"delete %s\r\n" % k)
+                    c.readline()
+    finally:
+        lg.stop()
+    assert any(p.kind == "miss during load" for p in lg.bad_reads()), \
+        lg.report()
+    with Client(server.port) as c:
+        c.send(b"delete %s\r\n" % victims[0])
+        c.readline()
+        assert c.set(victims[1], b"k999-9-9") == STORED
+        # A value of this key's own form that is not the last acknowledged
+        # one nor attempted after it: an older write come back.
+        older = b"k%s-0-0" % victims[2].rsplit(b":", 1)[1]
+        assert c.set(victims[2], older) == STORED
+    v = lg.verify(one)
+    kinds = {(p.key, p.kind) for p in v.problems}
+    assert (victims[0], "lost") in kinds, v.summary()
+    assert (victims[1], "unknown value") in kinds, v.summary()
+    assert (victims[2], "stale") in kinds, v.summary()
+    assert victims[0] in v.lost and victims[2] in v.lost
+    with pytest.raises(AssertionError):
+        v.check()
