@@ -39,6 +39,9 @@ def parse_args():
                          " (default 20)")
     ap.add_argument("--servers", type=int, default=3,
                     help="live data servers kept (default 3)")
+    ap.add_argument("--detector-floor", type=int, default=500,
+                    help="the meta server's --detector-floor, ms (default "
+                         "500, as t/test_chaos.py; see there why)")
     ap.add_argument("--failover-timeout", type=float, default=10.0,
                     help="seconds a failure may take to show (default 10)")
     ap.add_argument("--settle-timeout", type=float, default=60.0,
@@ -62,15 +65,18 @@ def main():
         return 2
     seed = args.seed or int(time.time()) % 100000
     print("chaos.py: seed %d, %.0fs of faults, %d servers, %d keys, %d "
-          "threads, %.0f MB bulk" % (seed, args.duration, args.servers,
-                                     args.keys, args.threads, args.mb))
-    with LocalCluster(n=args.servers, server_args=["-m", "1024"]) as c:
+          "threads, %.0f MB bulk, detector floor %d ms" % (
+              seed, args.duration, args.servers, args.keys, args.threads,
+              args.mb, args.detector_floor), flush=True)
+    with LocalCluster(n=args.servers, server_args=["-m", "1024"], meta_args=[
+            "--detector-floor=%d" % args.detector_floor]) as c:
         lg = LoadGen(c, keys=args.keys, threads=args.threads, seed=seed)
         if args.mb > 0:
             lg.preload(int(args.mb * 1e6), value_size=4000)
         ch = Chaos(c, lg, seed=seed, servers=args.servers,
                    failover_timeout=args.failover_timeout,
-                   settle_timeout=args.settle_timeout)
+                   settle_timeout=args.settle_timeout,
+                   log=lambda line: print(line, flush=True))
         try:
             lg.start()
             ch.run(args.duration)

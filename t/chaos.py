@@ -107,6 +107,12 @@ class Chaos:
         except ClusterError as e:
             self._fail(str(e))
 
+    def status(self):
+        """`ftmemcached-ctl status`, retried while the meta server is slow
+        to answer (a busy host)."""
+        return self._wait(lambda st: True, self.failover_timeout,
+                          "the meta server to answer status")
+
     def settled(self, st):
         """Every partition fully replicated, no recovery under way, and
         exactly the live processes up in status."""
@@ -127,7 +133,7 @@ class Chaos:
         """Just before a fault: settled still? A failover the driver did
         not cause (a false suspicion) may have struck during the pause;
         faulting then could take a partition's last copy."""
-        st = self.c.status()
+        st = self.status()
         if not self.settled(st):
             self.counts["resettles"] += 1
             self._event("not settled before the next fault (epoch %d, up "
@@ -164,7 +170,7 @@ class Chaos:
 
     # -- faults ----------------------------------------------------------
     def kill(self, node):
-        before = self.c.status()["epoch"]
+        before = self.status()["epoch"]
         t = self.c.kill_server(node, signal.SIGKILL)
         self.counts["kill"] += 1
         self._event("SIGKILL node %d" % node, t)
@@ -173,7 +179,7 @@ class Chaos:
         return t
 
     def long_stop(self, node):
-        before = self.c.status()["epoch"]
+        before = self.status()["epoch"]
         t = self.c.pause_server(node)
         self.counts["long stop"] += 1
         self._event("SIGSTOP node %d (until replaced)" % node, t)
@@ -193,7 +199,7 @@ class Chaos:
         return t
 
     def short_stop(self, node):
-        st = self.c.status()
+        st = self.status()
         logged = len(self.failures_logged())
         hb = st["heartbeats"].get(node)
         timeout = hb["timeout_ms"] / 1000.0 if hb else 0.1
@@ -215,7 +221,7 @@ class Chaos:
             return t       # the host was too slow to keep it short
         # Give a wrong verdict time to show, then check there was none.
         time.sleep(max(0.5, 4 * timeout))
-        after = self.c.status()
+        after = self.status()
         wrong = [f for f in self.failures_logged()[logged:] if f[1] == node]
         if wrong or after["rows"].get(node, {}).get("state") != "up":
             self._fail("node %d stopped for %.0f ms (under its detector "
