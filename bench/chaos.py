@@ -82,8 +82,7 @@ def main():
             ch.run(args.duration)
         except AssertionError as e:
             lg.stop()
-            print("\nFAILED during the run:\n%s" % str(e)[-20000:],
-                  file=sys.stderr)
+            print("\nFAILED during the run:\n%s" % e, file=sys.stderr)
             return 1
         lg.stop()
         v = lg.verify(c)
@@ -92,7 +91,7 @@ def main():
             try:
                 v.check()
             except AssertionError as e:
-                print("\nFAILED:\n%s" % str(e)[-20000:], file=sys.stderr)
+                print("\nFAILED:\n%s" % e, file=sys.stderr)
             return 1
     return 0
 

@@ -45,6 +45,7 @@ miss after an acknowledged set) is a lost write.
 import random
 import re
 import signal
+import subprocess
 import time
 
 from cluster import ClusterError, failed_nodes, fully_replicated, up_nodes
@@ -101,11 +102,34 @@ class Chaos:
         raise ChaosError("%s\n%s\n%s" % (what, self.lg.report(),
                                          self.c.logs()))
 
+    # Between status polls. Each poll is an ftmemcached-ctl process and a
+    # fabric connection to the meta server; 20 a second for a whole run
+    # load a 2-core host enough to delay the meta server's heartbeat reads.
+    POLL = 0.2
+
     def _wait(self, pred, timeout, what):
-        try:
-            return self.c.wait_status(pred, timeout, what)
-        except ClusterError as e:
-            self._fail(str(e))
+        """Poll status every POLL seconds until pred(status) holds; returns
+        that status. A status the meta server does not give counts as not
+        yet; a data server that died on its own fails the run."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                self.c.check_alive()
+                st = self.c.status()
+                last = st
+                if pred(st):
+                    return st
+            except ClusterError as e:
+                if "data server died" in str(e):
+                    self._fail(str(e))
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline:
+                self._fail("timed out after %.0fs waiting for %s; last "
+                           "status:\n%s" % (timeout, what,
+                                            last["out"] if last else None))
+            time.sleep(self.POLL)
 
     def status(self):
         """`ftmemcached-ctl status`, retried while the meta server is slow
