@@ -81,6 +81,7 @@ void FailureMonitor::forget(uint32_t node) {
   std::lock_guard g(mu_);
   watched_.erase(node);
   reports_.erase(node);
+  held_.erase(node);
   detector_.forget(node);
 }
 
@@ -129,6 +130,42 @@ void FailureMonitor::judge_reports(Clock::time_point now,
   }
 }
 
+// REQUIRES mu_. A suspicion while no other server has been heard from
+// lately either is held (logged once), not passed on: everyone falling
+// silent together is this metadata server stalled or cut off. Held nodes
+// are passed on once another server is heard from while they are still
+// silent, and dropped when their own heartbeats come back (a false
+// suspicion, which the detector has already cleared) or they are forgotten.
+void FailureMonitor::hold_while_all_silent(
+    Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects,
+    std::vector<std::string>& lines) {
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (!watched_.count(it->first) || !detector_.suspected(it->first)) {
+      it = held_.erase(it);
+    } else if (detector_.others_heard(it->first, now)) {
+      suspects.emplace_back(it->first, it->second.reason + " (held " +
+                                           ms_text(std::chrono::duration_cast<
+                                                   std::chrono::microseconds>(now - it->second.at)) +
+                                           " while no other server was heard from)");
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = suspects.begin(); it != suspects.end();) {
+    if (held_.count(it->first) || detector_.others_heard(it->first, now)) {
+      ++it;
+      continue;
+    }
+    lines.push_back("ftmemcached-meta: node " + std::to_string(it->first) + " suspected (" +
+                    it->second +
+                    ") but NOT passed on: no other server heard from within half its timeout "
+                    "either (is this meta server stalled or cut off?)");
+    held_[it->first] = Report{it->second, now};
+    it = suspects.erase(it);
+  }
+}
+
 void FailureMonitor::fill(ServerStatus* s) const {
   std::lock_guard g(mu_);
   if (!watched_.count(s->node_id)) return;
@@ -159,6 +196,7 @@ void FailureMonitor::run() {
     for (uint32_t node : detector_.scan(now))
       suspects.emplace_back(node, detector_.view(node, now).reason);
     judge_reports(now, suspects, dropped);
+    hold_while_all_silent(now, suspects, dropped);
     if (!suspects.empty() || !cleared.empty() || !dropped.empty()) {
       // Log and call out without the lock: on_suspect may ask for status.
       lk.unlock();

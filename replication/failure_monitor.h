@@ -6,6 +6,13 @@
 //
 // What happens on a suspicion (failover) is not decided here: on_suspect is
 // called once per suspicion, on the scan thread, for the caller to act on.
+// Except that a suspicion is held back while no other server has been heard
+// from within half its timeout either (FailureDetector::others_heard): on a
+// busy host this process's own fabric progress can stall past a timeout,
+// and every server then looks dead a few scans apart; failing them one by
+// one would fail servers holding a partition's only complete copy. It is
+// passed on once another server is heard from and this one is still
+// silent.
 //
 // Thread-safety: all methods are safe for concurrent use.
 #ifndef FTM_REPLICATION_FAILURE_MONITOR_H_
@@ -43,7 +50,8 @@ class FailureMonitor {
     FailureDetector::Options detector;
     uint32_t max_node = 1024;  // slots 0..max_node
     std::function<void(std::string_view)> log;
-    // Called once per new suspicion with the node and the reason.
+    // Called once per new suspicion with the node and the reason (a held
+    // one when it is passed on: see above).
     std::function<void(uint32_t node, const std::string& reason)> on_suspect;
   };
 
@@ -88,6 +96,9 @@ class FailureMonitor {
   void judge_reports(FailureDetector::Clock::time_point now,
                      std::vector<std::pair<uint32_t, std::string>>& suspects,
                      std::vector<std::string>& dropped);
+  void hold_while_all_silent(FailureDetector::Clock::time_point now,
+                             std::vector<std::pair<uint32_t, std::string>>& suspects,
+                             std::vector<std::string>& lines);
   void log(const std::string& line) const;
 
   Options opts_;
@@ -101,6 +112,9 @@ class FailureMonitor {
     FailureDetector::Clock::time_point at;
   };
   std::map<uint32_t, Report> reports_;  // awaiting corroboration; mu_
+  // Suspected while no other server was heard from (hold_while_all_silent):
+  // the suspicion and when it was held; mu_.
+  std::map<uint32_t, Report> held_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;

@@ -22,7 +22,9 @@
 // surviving secondary, survivors take its secondary roles), persists and
 // publishes the new epoch, sets the server's fence word and closes its
 // control connection. Never while no other server heartbeats either (this
-// meta server is then more likely cut off than they are all dead). A node
+// meta server is then more likely cut off than they are all dead; the
+// failure monitor holds such a suspicion until another server is heard
+// from, replication/failure_monitor.h). A node
 // id declared failed comes back only with JoinMsg::kEmpty (anything else is
 // refused with ErrorMsg::kFenced), as a new server holding secondaries
 // only. A process restarted under a node id the map still holds as up (its

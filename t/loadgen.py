@@ -140,6 +140,8 @@ class _Worker:
     def __init__(self):
         self.ok = 0
         self.errors = 0
+        self.writes_acked = 0       # sets answered STORED
+        self.writes_unknown = 0     # sets answered otherwise, or not at all
         self.by_error = collections.Counter()     # (node, text) -> count
         self.latencies = []                       # seconds, every answer
         self.ok_times = []                        # monotonic, successes
@@ -391,12 +393,15 @@ class LoadGen:
             self._answered(st, t0, "set %s via node %d: %s" % (
                 key.decode(), node, error_text(e)))
             self._count(st, node, e)
+            st.writes_unknown += 1
             return None
         t1 = self._answered(st, t0, "set %s via node %d: %s" % (
             key.decode(), node, r.strip()[:100].decode(errors="replace")))
         if r != STORED:
             self._count(st, node, r)
+            st.writes_unknown += 1
             return False
+        st.writes_acked += 1
         kl.acked = v
         kl.pending = []
         mid, mt = self._mark
@@ -503,6 +508,13 @@ class LoadGen:
 
     def error_count(self):
         return sum(w.errors for w in self.workers)
+
+    def write_counts(self):
+        """(acknowledged, unknown): sets answered STORED, and sets answered
+        with an error or not at all (attempted: they may have taken
+        effect)."""
+        return (sum(w.writes_acked for w in self.workers),
+                sum(w.writes_unknown for w in self.workers))
 
     def errors_by_text(self):
         """{text: {node: count}}."""
