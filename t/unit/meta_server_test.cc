@@ -132,7 +132,10 @@ class MetaServerTest : public ::testing::Test {
     o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + n);
     o.backoff_initial = milliseconds(20);
     o.backoff_max = milliseconds(200);
-    o.log = [](std::string_view) {};
+    o.log = [this, n](std::string_view line) {  // shown when a test fails
+      std::lock_guard g(log_mu_);
+      log_ += "member " + std::to_string(n) + ": " + std::string(line) + "\n";
+    };
     members_.push_back(Membership::start(*client_fabric_, o));
     return *members_.back();
   }
@@ -166,6 +169,10 @@ class MetaServerTest : public ::testing::Test {
   // Joins rebalance primaries for these tests' small clusters (issue 5);
   // FourthJoinAfterBootstrapTakesSecondariesOnly lowers it.
   uint32_t bootstrap_servers_ = 8;
+  std::string logs() {
+    std::lock_guard g(log_mu_);
+    return log_;
+  }
   std::mutex log_mu_;
   std::string log_;  // the meta server's log lines
   std::unique_ptr<rdma::Fabric> meta_fabric_, client_fabric_;
@@ -370,7 +377,7 @@ TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
   uint32_t ida = a.node_id(), idb = b.node_id();
   ASSERT_TRUE(eventually([&] {
     return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
-  }, 5000)) << "no heartbeat reached the meta server";
+  }, 5000)) << "no heartbeat reached the meta server\n" << logs();
   // Alive for a while: never suspected, ages well under the timeout.
   for (int i = 0; i < 40; i++) {
     for (uint32_t id : {ida, idb}) {
@@ -438,10 +445,11 @@ TEST_F(MetaServerTest, MemberFailedWhileAliveRejoinsWithAWiderTimeout) {
   Membership& a = add_member();
   Membership& b = add_member();
   ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
+  expect_converged();  // both have their JOIN_OK: node ids known
   const uint32_t ida = a.node_id(), idb = b.node_id();
   ASSERT_TRUE(eventually([&] {
     return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
-  }, 5000));
+  }, 5000)) << logs();
   const uint64_t before = status_of(*meta_, idb).heartbeat_timeout_us;
   ASSERT_LT(before, 400000u);  // interval + the 250 ms floor
   const uint64_t epoch = meta_->map()->epoch();
@@ -452,7 +460,7 @@ TEST_F(MetaServerTest, MemberFailedWhileAliveRejoinsWithAWiderTimeout) {
     const ServerInfo* s = meta_->map()->server(idb);
     return s != nullptr && s->state == ServerState::kUp && meta_->map()->epoch() > epoch + 1 &&
            status_of(*meta_, idb).heartbeating;
-  }, 5000)) << "the fenced member did not rejoin";
+  }, 5000)) << "the fenced member did not rejoin\n" << logs();
   const ServerStatus s = status_of(*meta_, idb);
   EXPECT_EQ(s.false_suspicions, 1u);
   EXPECT_GT(s.heartbeat_timeout_us, 2 * 250000u) << "widen 2: interval + 2 x floor";
