@@ -93,9 +93,10 @@ struct JoinOkMsg {
   uint32_t heartbeat_interval_us = 0;
   // How long (microseconds) after posting a heartbeat that the meta
   // server acknowledged (its slot's fence word still 0) this server may
-  // act as primary without hearing more: shorter than the failure
-  // detector's floor, so a server is never declared failed while its own
-  // lease runs (fencing by lease; 0 = no lease needed).
+  // act as primary without hearing more: shorter than the heartbeat age at
+  // which it can be declared failed (FailureMonitor::lease_length), so a
+  // server is never declared failed while its own lease runs (fencing by
+  // lease; 0 = no lease needed).
   uint32_t lease_us = 0;
   bool operator==(const JoinOkMsg&) const = default;
 };

@@ -70,10 +70,7 @@ void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok, bool was_fenced) {
     join_ok->heartbeat_region = region_wire_;
     join_ok->heartbeat_offset = HeartbeatArray::slot_offset(node);
     join_ok->heartbeat_interval_us = uint32_t(opts_.heartbeat_interval.count());
-    // Three quarters of the floor: the node stops acting as primary at
-    // least a quarter of the floor before it can be declared failed
-    // (replication/lease.h), which absorbs scheduling delay on its side.
-    join_ok->lease_us = uint32_t(opts_.detector.floor.count() * 3 / 4);
+    join_ok->lease_us = uint32_t(lease_length(opts_.detector.floor, opts_.heartbeat_interval).count());
   }
 }
 
@@ -91,6 +88,26 @@ void FailureMonitor::report(uint32_t node, const std::string& reason) {
     if (!watched_.count(node) || detector_.suspected(node) || reports_.count(node)) return;
     reports_[node] = Report{reason, Clock::now()};
   }
+}
+
+std::chrono::microseconds FailureMonitor::lease_length(std::chrono::microseconds floor,
+                                                       std::chrono::microseconds interval) {
+  // Never 0 (that means no lease at all) for a tiny floor: interval / 2 and
+  // floor / 4 are each still under report_age and the smallest timeout.
+  return std::max(floor / 2 - interval, std::min(interval / 2, floor / 4));
+}
+
+std::chrono::microseconds FailureMonitor::report_age(std::chrono::microseconds timeout,
+                                                     std::chrono::microseconds interval) {
+  return std::max(2 * interval, timeout / 2);
+}
+
+std::chrono::microseconds FailureMonitor::lease_left(uint32_t node) const {
+  std::lock_guard g(mu_);
+  if (!watched_.count(node)) return std::chrono::microseconds(0);
+  const auto age = detector_.view(node, Clock::now()).age;
+  const auto lease = lease_length(opts_.detector.floor, opts_.heartbeat_interval);
+  return age < lease ? lease - age : std::chrono::microseconds(0);
 }
 
 void FailureMonitor::fence(uint32_t node, uint64_t epoch) {
@@ -113,8 +130,7 @@ void FailureMonitor::judge_reports(Clock::time_point now,
     auto v = detector_.view(it->first, now);
     if (!v.known || v.suspected) {
       it = reports_.erase(it);
-    } else if (v.age >= std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval,
-                                                            v.timeout / 2)) {
+    } else if (v.age >= report_age(v.timeout, opts_.heartbeat_interval)) {
       std::string why = it->second.reason + "; no heartbeat for " + ms_text(v.age);
       detector_.report(it->first, why, now);
       suspects.emplace_back(it->first, why);

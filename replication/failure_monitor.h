@@ -73,12 +73,10 @@ class FailureMonitor {
   // A fabric error about `node` reported by a peer (a forward or a
   // replication write failed). Corroborated before it counts: the node is
   // suspected (on_suspect) at the first scan that finds its heartbeat old
-  // enough (below), which for a dead process comes well before its timeout. A report whose node keeps
-  // heartbeating for one whole timeout is dropped (logged): a link flap or
-  // the reporter's own trouble must not fail over a live server. The
-  // corroborating age is the larger of two intervals and half the node's
-  // timeout: a loaded host delays live heartbeats by more than two
-  // intervals often enough.
+  // enough (report_age()), which for a dead process comes well before its
+  // timeout. A report whose node keeps heartbeating for one whole timeout
+  // is dropped (logged): a link flap or the reporter's own trouble must not
+  // fail over a live server.
   void report(uint32_t node, const std::string& reason);
   // Sets `node`'s fence word (replication/heartbeat.h): it was declared
   // failed at `epoch` and learns so at its next heartbeat.
@@ -89,6 +87,29 @@ class FailureMonitor {
   bool others_alive(uint32_t node) const;
   // Copies the detector's view of s->node_id into s's heartbeat fields.
   void fill(ServerStatus* s) const;
+  // How long `node` may still hold a lease from its last heartbeat that
+  // arrived (lease_length() minus the heartbeat's age; 0 when none can be
+  // left, or for a node not watched). A caller failing a node over before
+  // the detector would (an operator) waits this out first.
+  std::chrono::microseconds lease_left(uint32_t node) const;
+
+  // The lease a data server gets in JOIN_OK (replication/lease.h): half
+  // the floor less one heartbeat interval. A server is declared failed at
+  // the earliest when a corroborated report finds its heartbeat
+  // report_age() old, and report_age() is at least half of a timeout that
+  // is itself at least interval + floor: so the lease of a server that is
+  // only paused or cut off has always run out before anyone is promoted in
+  // its place. (It was three quarters of the floor, longer than the age at
+  // which a report fails a server over: a paused primary could have served
+  // a stale read for up to a quarter floor after its replacement.)
+  static std::chrono::microseconds lease_length(std::chrono::microseconds floor,
+                                                std::chrono::microseconds interval);
+  // The heartbeat age at which a report about a node whose timeout is
+  // `timeout` is corroborated: the larger of two intervals and half the
+  // timeout (a loaded host delays live heartbeats by more than two
+  // intervals often enough).
+  static std::chrono::microseconds report_age(std::chrono::microseconds timeout,
+                                              std::chrono::microseconds interval);
 
  private:
   FailureMonitor(Options o) : opts_(std::move(o)), detector_(opts_.detector) {}

@@ -2,11 +2,13 @@
 // acknowledge writes) without having heard from the metadata server
 // (fencing, issue 6; DESIGN.md "Failure detection and recovery").
 //
-// The metadata server declares a server failed only after its failure
-// detector's timeout (at least the floor) has passed since the last
-// heartbeat that arrived. A heartbeat posted at time t arrives after t, so
-// if this server stops acting as primary at t + L with L shorter than the
-// floor, it has stopped before anyone else is promoted in its place: a
+// The metadata server declares a server failed only once its last
+// heartbeat that arrived is older than the failure detector's timeout (at
+// least the floor) or, with a peer's report, half of it
+// (FailureMonitor::report_age). A heartbeat posted at time t arrives after
+// t, so if this server stops acting as primary at t + L with L shorter than
+// both (FailureMonitor::lease_length: half the floor less one interval),
+// it has stopped before anyone else is promoted in its place: a
 // primary that was paused (SIGSTOP, a stall, a cut link) finds its lease
 // expired when it runs again and waits for the new map instead of serving
 // stale reads. The heartbeat writer renews the lease with the post time of

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 namespace ftm::repl {
 
@@ -502,6 +503,10 @@ bool MetaServer::fail_locked(uint32_t node, const std::string& why) {
 }
 
 void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
+  // The detector's verdicts come after the node's lease ran out; a call
+  // made sooner (an operator, a test) waits it out, so a live node stops
+  // serving before anyone is promoted in its place.
+  if (monitor_) std::this_thread::sleep_for(monitor_->lease_left(node));
   std::vector<std::shared_ptr<Session>> others;
   std::shared_ptr<Session> victim;
   std::shared_ptr<const ClusterMap> published;

@@ -121,7 +121,8 @@ class MetaServer {
   std::shared_ptr<const ClusterMap> map() const;
   // What STATUS answers (map + per-server connection info).
   StatusMsg status() const;
-  // Fails `node` over now, as the failure monitor's verdict does (its scan
+  // Fails `node` over (after its lease from the last heartbeat, if any, ran
+  // out: FailureMonitor::lease_left), as the failure monitor's verdict does (its scan
   // thread calls this; tests and operators may too): marks it failed in a
   // new epoch (its partitions go to their secondaries), persists and
   // publishes the map, fences the node and closes its control connection.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "replication/failure_detector.h"
+#include "replication/failure_monitor.h"
 
 namespace ftm::repl {
 namespace {
@@ -379,3 +380,33 @@ TEST(FailureDetectorTest, HeartbeatFromUnknownNodeStartsWatchingIt) {
 
 }  // namespace
 }  // namespace ftm::repl
+
+// Fencing by lease (replication/lease.h): a data server's lease must end
+// before the earliest heartbeat age at which the meta server can fail it
+// over, for every floor, interval and widening, or a paused primary could
+// serve a stale read after its replacement took writes. The lease was 3/4
+// of the floor, past half the timeout, where a corroborated report fails a
+// server over.
+TEST(FailureMonitorLease, LeaseEndsBeforeAnyFailoverCanBeDeclared) {
+  using ftm::repl::FailureMonitor;
+  using std::chrono::microseconds;
+  for (int64_t floor_ms : {1, 20, 100, 250, 1000}) {
+    for (int64_t interval_us : {100, 1000, 5000, 20000}) {
+      const microseconds floor(floor_ms * 1000), interval(interval_us);
+      const microseconds lease = FailureMonitor::lease_length(floor, interval);
+      EXPECT_GT(lease.count(), 0) << floor_ms << " ms floor";
+      for (double widen : {1.0, 2.0, 64.0}) {
+        // The smallest timeout the detector can hold: floor x widen (plus
+        // a mean interval, which jitter may make small; left out).
+        const microseconds timeout(int64_t(floor.count() * widen));
+        EXPECT_LT(lease, FailureMonitor::report_age(timeout, interval))
+            << floor_ms << " ms floor, " << interval_us << " us interval, widen " << widen;
+        EXPECT_LT(lease, timeout);
+      }
+    }
+  }
+  // The defaults: 100 ms floor, 5 ms interval.
+  EXPECT_EQ(FailureMonitor::lease_length(std::chrono::milliseconds(100),
+                                         std::chrono::milliseconds(5)),
+            std::chrono::milliseconds(45));
+}
