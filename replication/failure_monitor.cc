@@ -93,6 +93,64 @@ bool FailureMonitor::others_alive(uint32_t node) const {
   return false;
 }
 
+std::chrono::microseconds FailureMonitor::fresh_age(std::chrono::microseconds timeout) const {
+  return std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval, timeout / 2);
+}
+
+bool FailureMonitor::vouched(uint32_t node, Clock::time_point now) const {
+  for (uint32_t n : watched_) {
+    if (n == node) continue;
+    auto v = detector_.view(n, now);
+    if (v.known && !v.suspected && v.counter != 0 && v.age < fresh_age(v.timeout)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> FailureMonitor::hold_unvouched(
+    Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects) {
+  std::vector<std::string> lines;
+  if (suspects.empty()) {
+    if (now >= quiet_until_) isolated_logged_ = false;
+    return lines;
+  }
+  // Decided for all first: one suspicion's hold must not make the next
+  // one look vouched for (nor the reverse).
+  std::vector<bool> held(suspects.size());
+  for (size_t i = 0; i < suspects.size(); i++) {
+    if (!vouched(suspects[i].first, now)) {
+      held[i] = true;
+      quiet_until_ = now + opts_.isolation_grace;
+    }
+  }
+  std::vector<std::pair<uint32_t, std::string>> kept;
+  for (size_t i = 0; i < suspects.size(); i++) {
+    auto& [node, reason] = suspects[i];
+    if (!held[i] && now >= quiet_until_) {
+      kept.push_back(std::move(suspects[i]));
+      continue;
+    }
+    if (!isolated_logged_)
+      lines.push_back("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
+                      " failed (" + reason + "): " +
+                      (held[i] ? "no other server heartbeats either (is this meta server cut "
+                                 "off?)"
+                               : "within the grace after an isolation") +
+                      "; declaring nobody failed until " +
+                      std::to_string(opts_.isolation_grace.count()) +
+                      " ms after heartbeats are back (logged once per episode)");
+    isolated_logged_ = true;
+    // Watched afresh: suspected again one timeout from now if still silent.
+    // The slot is emptied first, so that its old value does not count as a
+    // heartbeat arriving now (it would vouch for the others).
+    array_->clear(node);
+    detector_.forget(node);
+    detector_.watch(node, now);
+    reports_.erase(node);
+  }
+  suspects.swap(kept);
+  return lines;
+}
+
 // REQUIRES mu_. Moves corroborated reports into `suspects` and drops the
 // ones the node's heartbeats contradicted for a whole timeout.
 void FailureMonitor::judge_reports(Clock::time_point now,
@@ -102,8 +160,7 @@ void FailureMonitor::judge_reports(Clock::time_point now,
     auto v = detector_.view(it->first, now);
     if (!v.known || v.suspected) {
       it = reports_.erase(it);
-    } else if (v.age >= std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval,
-                                                            v.timeout / 2)) {
+    } else if (v.age >= fresh_age(v.timeout)) {
       std::string why = it->second.reason + "; no heartbeat for " + ms_text(v.age);
       detector_.report(it->first, why, now);
       suspects.emplace_back(it->first, why);
@@ -149,6 +206,7 @@ void FailureMonitor::run() {
     for (uint32_t node : detector_.scan(now))
       suspects.emplace_back(node, detector_.view(node, now).reason);
     judge_reports(now, suspects, dropped);
+    for (auto& line : hold_unvouched(now, suspects)) dropped.push_back(std::move(line));
     if (!suspects.empty() || !cleared.empty() || !dropped.empty()) {
       // Log and call out without the lock: on_suspect may ask for status.
       lk.unlock();

@@ -7,6 +7,21 @@
 // What happens on a suspicion (failover) is not decided here: on_suspect is
 // called once per suspicion, on the scan thread, for the caller to act on.
 //
+// Isolation (issue 7, network partitions): when this metadata server is cut
+// off, every server's heartbeats stop at once, but each is suspected at its
+// own timeout, a few milliseconds apart; the first one suspected must not be
+// failed over because the others' timeouts have not run out yet. So a
+// suspicion is passed on only if another server vouches for this server's
+// connectivity: it is not suspected and its heartbeat is fresh (younger than
+// the corroborating age of report(): the larger of two intervals and half
+// its timeout). A suspicion nobody vouches for is not acted on: the node is
+// watched afresh from now (so it is suspected again one timeout later if it
+// stays silent), and for isolation_grace after the last such suspicion no
+// suspicion is acted on at all. When the link comes back the servers
+// reconnect one by one (tcp backs off while a link is cut, and a data
+// server whose heartbeat write timed out joins again), so the first one
+// back must not see the others failed for being a little later.
+//
 // Thread-safety: all methods are safe for concurrent use.
 #ifndef FTM_REPLICATION_FAILURE_MONITOR_H_
 #define FTM_REPLICATION_FAILURE_MONITOR_H_
@@ -43,8 +58,14 @@ class FailureMonitor {
     FailureDetector::Options detector;
     uint32_t max_node = 1024;  // slots 0..max_node
     std::function<void(std::string_view)> log;
-    // Called once per new suspicion with the node and the reason.
+    // Called once per new suspicion with the node and the reason, if some
+    // other server vouches for this metadata server's connectivity (see
+    // "Isolation" above).
     std::function<void(uint32_t node, const std::string& reason)> on_suspect;
+    // After a suspicion nobody vouched for, how long no suspicion is acted
+    // on (see "Isolation" above); the metadata server passes its
+    // restart_grace, for the same reason.
+    std::chrono::milliseconds isolation_grace{3000};
   };
 
   // Registers the array and starts the scan thread. Errors: registration.
@@ -87,6 +108,18 @@ class FailureMonitor {
                      std::vector<std::pair<uint32_t, std::string>>& suspects,
                      std::vector<std::string>& dropped);
   void log(const std::string& line) const;
+  // The heartbeat age below which a node counts as heartbeating now (and
+  // above which a report about it is corroborated).
+  std::chrono::microseconds fresh_age(std::chrono::microseconds timeout) const;
+  // REQUIRES mu_. Whether some watched node other than `node` is not
+  // suspected and heartbeated recently enough to vouch for our links.
+  bool vouched(uint32_t node, FailureDetector::Clock::time_point now) const;
+  // REQUIRES mu_. Drops the suspicions no one vouches for (or that come
+  // within isolation_grace of one) from `suspects`, watching those nodes
+  // afresh; returns the log lines to write.
+  std::vector<std::string> hold_unvouched(
+      FailureDetector::Clock::time_point now,
+      std::vector<std::pair<uint32_t, std::string>>& suspects);
 
   Options opts_;
   std::unique_ptr<HeartbeatArray> array_;
@@ -99,6 +132,9 @@ class FailureMonitor {
     FailureDetector::Clock::time_point at;
   };
   std::map<uint32_t, Report> reports_;  // awaiting corroboration; mu_
+  // No suspicion is acted on before this (isolation); guarded by mu_.
+  FailureDetector::Clock::time_point quiet_until_{};
+  bool isolated_logged_ = false;  // this episode was logged; mu_
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
