@@ -119,7 +119,9 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
   for (size_t i = 0; i < suspects.size(); i++) {
     if (!vouched(suspects[i].first, now)) {
       held[i] = true;
-      quiet_until_ = now + opts_.isolation_grace;
+      // A lone server has nobody to vouch for it (nor anyone to be failed
+      // over to): that says nothing about this server's links.
+      if (watched_.size() > 1) quiet_until_ = now + opts_.isolation_grace;
     }
   }
   std::vector<std::pair<uint32_t, std::string>> kept;
