@@ -70,6 +70,7 @@ void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok) {
 void FailureMonitor::forget(uint32_t node) {
   std::lock_guard g(mu_);
   watched_.erase(node);
+  pending_.erase(node);
   reports_.erase(node);
   detector_.forget(node);
 }
@@ -97,50 +98,65 @@ std::chrono::microseconds FailureMonitor::fresh_age(std::chrono::microseconds ti
   return std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval, timeout / 2);
 }
 
-bool FailureMonitor::vouched(uint32_t node, Clock::time_point now) const {
+FailureMonitor::Verdict FailureMonitor::vouch(uint32_t node, Clock::time_point since,
+                                              Clock::time_point now) const {
+  bool all_silent = true;
   for (uint32_t n : watched_) {
     if (n == node) continue;
     auto v = detector_.view(n, now);
-    if (v.known && !v.suspected && v.counter != 0 && v.age < fresh_age(v.timeout)) return true;
+    if (v.suspected) continue;
+    all_silent = false;
+    // Arrived after the suspicion: this server hears someone now.
+    if (v.counter != 0 && now - v.age > since) return Verdict::kVouched;
   }
-  return false;
+  return all_silent ? Verdict::kIsolated : Verdict::kWait;
 }
 
 std::vector<std::string> FailureMonitor::hold_unvouched(
     Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects) {
   std::vector<std::string> lines;
-  if (suspects.empty()) {
+  for (auto& [node, reason] : suspects) pending_[node] = Pending{std::move(reason), now};
+  suspects.clear();
+  if (pending_.empty()) {
     if (now >= quiet_until_) isolated_logged_ = false;
     return lines;
   }
-  // Decided for all first: one suspicion's hold must not make the next
-  // one look vouched for (nor the reverse).
-  std::vector<bool> held(suspects.size());
-  for (size_t i = 0; i < suspects.size(); i++) {
-    if (!vouched(suspects[i].first, now)) {
-      held[i] = true;
-      // A lone server has nobody to vouch for it (nor anyone to be failed
-      // over to): that says nothing about this server's links.
-      if (watched_.size() > 1) quiet_until_ = now + opts_.isolation_grace;
+  // Decided for all first: one hold must not change another's verdict.
+  std::vector<std::pair<uint32_t, Verdict>> verdicts;
+  for (auto& [node, p] : pending_) {
+    auto v = detector_.view(node, now);
+    if (!v.known || !v.suspected) {
+      verdicts.emplace_back(node, Verdict::kDrop);  // its heartbeat came back
+      continue;
     }
+    Verdict d = vouch(node, p.at, now);
+    if (d == Verdict::kIsolated && watched_.size() > 1)
+      quiet_until_ = now + opts_.isolation_grace;
+    verdicts.emplace_back(node, d);
   }
-  std::vector<std::pair<uint32_t, std::string>> kept;
-  for (size_t i = 0; i < suspects.size(); i++) {
-    auto& [node, reason] = suspects[i];
-    if (!held[i] && now >= quiet_until_) {
-      kept.push_back(std::move(suspects[i]));
+  for (auto& [node, d] : verdicts) {
+    auto it = pending_.find(node);
+    if (d == Verdict::kWait) continue;
+    if (d == Verdict::kDrop) {
+      pending_.erase(it);
+      continue;
+    }
+    if (d == Verdict::kVouched && now >= quiet_until_) {
+      suspects.emplace_back(node, std::move(it->second.reason));
+      pending_.erase(it);
       continue;
     }
     if (!isolated_logged_)
       lines.push_back("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
-                      " failed (" + reason + "): " +
-                      (held[i] ? "no other server heartbeats either (is this meta server cut "
-                                 "off?)"
-                               : "within the grace after an isolation") +
+                      " failed (" + it->second.reason + "): " +
+                      (d == Verdict::kIsolated
+                           ? "every other server is silent too (is this meta server cut off?)"
+                           : "within the grace after an isolation") +
                       "; declaring nobody failed until " +
                       std::to_string(opts_.isolation_grace.count()) +
                       " ms after heartbeats are back (logged once per episode)");
     isolated_logged_ = true;
+    pending_.erase(it);
     // Watched afresh: suspected again one timeout from now if still silent.
     // The slot is emptied first, so that its old value does not count as a
     // heartbeat arriving now (it would vouch for the others).
@@ -149,7 +165,6 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
     detector_.watch(node, now);
     reports_.erase(node);
   }
-  suspects.swap(kept);
   return lines;
 }
 

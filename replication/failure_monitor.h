@@ -11,16 +11,17 @@
 // off, every server's heartbeats stop at once, but each is suspected at its
 // own timeout, a few milliseconds apart; the first one suspected must not be
 // failed over because the others' timeouts have not run out yet. So a
-// suspicion is passed on only if another server vouches for this server's
-// connectivity: it is not suspected and its heartbeat is fresh (younger than
-// the corroborating age of report(): the larger of two intervals and half
-// its timeout). A suspicion nobody vouches for is not acted on: the node is
-// watched afresh from now (so it is suspected again one timeout later if it
-// stays silent), and for isolation_grace after the last such suspicion no
-// suspicion is acted on at all. When the link comes back the servers
-// reconnect one by one (tcp backs off while a link is cut, and a data
-// server whose heartbeat write timed out joins again), so the first one
-// back must not see the others failed for being a little later.
+// suspicion is passed on only once another server vouches for this
+// server's links: one not suspected whose heartbeat arrived after the
+// suspicion. Until then it waits (at most until the others' timeouts run
+// out). If every other server is suspected too (or there is none), nobody
+// vouches: the node is not declared failed but watched afresh from now (so
+// it is suspected again one timeout later if it stays silent), and for
+// isolation_grace after the last such suspicion no suspicion is acted on
+// at all. When the links come back the servers reconnect one by one (tcp
+// backs off while a link is cut, and a data server whose heartbeat write
+// timed out joins again), so the first one back must not see the others
+// failed for being a little later.
 //
 // Thread-safety: all methods are safe for concurrent use.
 #ifndef FTM_REPLICATION_FAILURE_MONITOR_H_
@@ -111,12 +112,15 @@ class FailureMonitor {
   // The heartbeat age below which a node counts as heartbeating now (and
   // above which a report about it is corroborated).
   std::chrono::microseconds fresh_age(std::chrono::microseconds timeout) const;
-  // REQUIRES mu_. Whether some watched node other than `node` is not
-  // suspected and heartbeated recently enough to vouch for our links.
-  bool vouched(uint32_t node, FailureDetector::Clock::time_point now) const;
-  // REQUIRES mu_. Drops the suspicions no one vouches for (or that come
-  // within isolation_grace of one) from `suspects`, watching those nodes
-  // afresh; returns the log lines to write.
+  enum class Verdict { kVouched, kWait, kIsolated, kDrop };
+  // REQUIRES mu_. kVouched: a watched node other than `node`, not
+  // suspected, heartbeated after `since`; kIsolated: every other watched
+  // node is suspected (or there is none); kWait: neither yet.
+  Verdict vouch(uint32_t node, FailureDetector::Clock::time_point since,
+                FailureDetector::Clock::time_point now) const;
+  // REQUIRES mu_. Adds `suspects` to the pending suspicions and leaves in
+  // it those to act on now (see "Isolation" above); the isolated ones are
+  // watched afresh. Returns the log lines to write.
   std::vector<std::string> hold_unvouched(
       FailureDetector::Clock::time_point now,
       std::vector<std::pair<uint32_t, std::string>>& suspects);
@@ -132,6 +136,11 @@ class FailureMonitor {
     FailureDetector::Clock::time_point at;
   };
   std::map<uint32_t, Report> reports_;  // awaiting corroboration; mu_
+  struct Pending {
+    std::string reason;
+    FailureDetector::Clock::time_point at;  // when suspected
+  };
+  std::map<uint32_t, Pending> pending_;  // awaiting a voucher; mu_
   // No suspicion is acted on before this (isolation); guarded by mu_.
   FailureDetector::Clock::time_point quiet_until_{};
   bool isolated_logged_ = false;  // this episode was logged; mu_
