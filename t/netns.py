@@ -229,15 +229,17 @@ class Netns:
     def close(self):
         """Back to the namespace we came from; every process in ours is
         killed and every namespace deleted. Idempotent."""
-        if self._home is not None:
-            try:
-                _setns(self._home)
-            finally:
-                os.close(self._home)
-                self._home = None
-        for ns in reversed(self.made):
-            _kill_and_delete(ns)
-        self.made = []
+        try:
+            if self._home is not None:
+                try:
+                    _setns(self._home)
+                finally:
+                    os.close(self._home)
+                    self._home = None
+        finally:
+            for ns in reversed(self.made):
+                _kill_and_delete(ns)
+            self.made = []
 
     def __enter__(self):
         return self
@@ -315,13 +317,6 @@ class Netns:
                         check=False)
         self.faults.get(host, set()).difference_update(what)
         return time.monotonic()
-
-    def link_stats(self, host):
-        """(bytes, packets) sent and received by host's eth0."""
-        p = self.sh(host, "cat", "/sys/class/net/eth0/statistics/tx_bytes",
-                    "/sys/class/net/eth0/statistics/rx_bytes")
-        tx, rx = (int(x) for x in p.stdout.split())
-        return tx, rx
 
 
 class NetCluster(LocalCluster):
