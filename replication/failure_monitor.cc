@@ -117,10 +117,7 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
   std::vector<std::string> lines;
   for (auto& [node, reason] : suspects) pending_[node] = Pending{std::move(reason), now};
   suspects.clear();
-  if (pending_.empty()) {
-    if (now >= quiet_until_) isolated_logged_ = false;
-    return lines;
-  }
+  if (pending_.empty()) return lines;
   // Decided for all first: one hold must not change another's verdict.
   std::vector<std::pair<uint32_t, Verdict>> verdicts;
   for (auto& [node, p] : pending_) {
@@ -136,17 +133,16 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
   }
   for (auto& [node, d] : verdicts) {
     auto it = pending_.find(node);
-    if (d == Verdict::kWait) continue;
     if (d == Verdict::kDrop) {
       pending_.erase(it);
-      continue;
-    }
-    if (d == Verdict::kVouched && now >= quiet_until_) {
+    } else if (d == Verdict::kVouched && now >= quiet_until_) {
       suspects.emplace_back(node, std::move(it->second.reason));
       pending_.erase(it);
-      continue;
-    }
-    if (!isolated_logged_)
+    } else if (d != Verdict::kWait && !it->second.held) {
+      // Held: it stays suspected (a heartbeat clears it as a false
+      // suspicion, widening its timeout) and pending, so that it is
+      // declared failed once someone vouches after the grace if it is
+      // still silent then.
       lines.push_back("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
                       " failed (" + it->second.reason + "): " +
                       (d == Verdict::kIsolated
@@ -154,16 +150,9 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
                            : "within the grace after an isolation") +
                       "; declaring nobody failed until " +
                       std::to_string(opts_.isolation_grace.count()) +
-                      " ms after heartbeats are back (logged once per episode)");
-    isolated_logged_ = true;
-    pending_.erase(it);
-    // Watched afresh: suspected again one timeout from now if still silent.
-    // The slot is emptied first, so that its old value does not count as a
-    // heartbeat arriving now (it would vouch for the others).
-    array_->clear(node);
-    detector_.forget(node);
-    detector_.watch(node, now);
-    reports_.erase(node);
+                      " ms after heartbeats are back");
+      it->second.held = true;
+    }
   }
   return lines;
 }

@@ -15,10 +15,10 @@
 // server's links: one not suspected whose heartbeat arrived after the
 // suspicion. Until then it waits (at most until the others' timeouts run
 // out). If every other server is suspected too (or there is none), nobody
-// vouches: the node is not declared failed but watched afresh from now (so
-// it is suspected again one timeout later if it stays silent), and for
-// isolation_grace after the last such suspicion no suspicion is acted on
-// at all. When the links come back the servers reconnect one by one (tcp
+// vouches: nobody is declared failed, and for isolation_grace after the
+// last scan that found everyone silent no suspicion is acted on at all; a
+// held node stays suspected (its heartbeat clears it as a false suspicion)
+// and is declared failed once someone vouches after the grace. When the links come back the servers reconnect one by one (tcp
 // backs off while a link is cut, and a data server whose heartbeat write
 // timed out joins again), so the first one back must not see the others
 // failed for being a little later.
@@ -119,8 +119,8 @@ class FailureMonitor {
   Verdict vouch(uint32_t node, FailureDetector::Clock::time_point since,
                 FailureDetector::Clock::time_point now) const;
   // REQUIRES mu_. Adds `suspects` to the pending suspicions and leaves in
-  // it those to act on now (see "Isolation" above); the isolated ones are
-  // watched afresh. Returns the log lines to write.
+  // it those to act on now (see "Isolation" above). Returns the log lines
+  // to write.
   std::vector<std::string> hold_unvouched(
       FailureDetector::Clock::time_point now,
       std::vector<std::pair<uint32_t, std::string>>& suspects);
@@ -139,11 +139,11 @@ class FailureMonitor {
   struct Pending {
     std::string reason;
     FailureDetector::Clock::time_point at;  // when suspected
+    bool held = false;  // logged as not declared failed
   };
   std::map<uint32_t, Pending> pending_;  // awaiting a voucher; mu_
   // No suspicion is acted on before this (isolation); guarded by mu_.
   FailureDetector::Clock::time_point quiet_until_{};
-  bool isolated_logged_ = false;  // this episode was logged; mu_
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
