@@ -152,12 +152,6 @@ bool FailureDetector::suspected(uint32_t node) const {
   return it != nodes_.end() && it->second.cause != Cause::kNone;
 }
 
-bool FailureDetector::others_heard(uint32_t node, Clock::time_point now) const {
-  for (const auto& [id, n] : nodes_)
-    if (id != node && n.cause == Cause::kNone && 2 * age_of(n, now) < n.timeout) return true;
-  return false;
-}
-
 void FailureDetector::add_sample(Node& n, int64_t us) {
   if (n.count == n.ring.size()) {
     const double old = double(n.ring[n.next]);

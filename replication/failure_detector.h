@@ -130,14 +130,6 @@ class FailureDetector {
   View view(uint32_t node, Clock::time_point now) const;
   // Whether `node` is suspected, as of the last scan() or report().
   bool suspected(uint32_t node) const;
-  // Whether some node other than `node` is not suspected and was heard from
-  // (its last heartbeat, or watch()) within half its own timeout at `now`.
-  // False when every other server has fallen silent too, even if their
-  // timeouts run out a few scans apart: a stall of the observer itself (on
-  // a busy host, the thread that lands heartbeats not scheduled for longer
-  // than a timeout) or a cut of its network looks like that; the death of
-  // one server does not. False when no other node is watched. O(nodes).
-  bool others_heard(uint32_t node, Clock::time_point now) const;
 
  private:
   enum class Cause { kNone, kTimeout, kReport };

@@ -77,8 +77,8 @@ void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok, bool was_fenced) {
 void FailureMonitor::forget(uint32_t node) {
   std::lock_guard g(mu_);
   watched_.erase(node);
+  pending_.erase(node);
   reports_.erase(node);
-  held_.erase(node);
   detector_.forget(node);
 }
 
@@ -121,6 +121,65 @@ bool FailureMonitor::others_alive(uint32_t node) const {
   return false;
 }
 
+FailureMonitor::Verdict FailureMonitor::vouch(uint32_t node, Clock::time_point since,
+                                              Clock::time_point now) const {
+  bool all_silent = true;
+  for (uint32_t n : watched_) {
+    if (n == node) continue;
+    auto v = detector_.view(n, now);
+    if (v.suspected) continue;
+    all_silent = false;
+    // Arrived after the suspicion: this server hears someone now.
+    if (v.counter != 0 && now - v.age > since) return Verdict::kVouched;
+  }
+  return all_silent ? Verdict::kIsolated : Verdict::kWait;
+}
+
+std::vector<std::string> FailureMonitor::hold_unvouched(
+    Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects) {
+  std::vector<std::string> lines;
+  for (auto& [node, reason] : suspects) pending_[node] = Pending{std::move(reason), now};
+  suspects.clear();
+  if (pending_.empty()) return lines;
+  // Decided for all first: one hold must not change another's verdict.
+  std::vector<std::pair<uint32_t, Verdict>> verdicts;
+  for (auto& [node, p] : pending_) {
+    auto v = detector_.view(node, now);
+    if (!v.known || !v.suspected) {
+      verdicts.emplace_back(node, Verdict::kDrop);  // its heartbeat came back
+      continue;
+    }
+    Verdict d = vouch(node, p.at, now);
+    if (d == Verdict::kIsolated && watched_.size() > 1)
+      quiet_until_ = now + opts_.isolation_grace;
+    verdicts.emplace_back(node, d);
+  }
+  for (auto& [node, d] : verdicts) {
+    auto it = pending_.find(node);
+    if (d == Verdict::kDrop) {
+      pending_.erase(it);
+    } else if (d == Verdict::kVouched && now >= quiet_until_) {
+      suspects.emplace_back(node, std::move(it->second.reason));
+      pending_.erase(it);
+    } else if (d != Verdict::kWait && !it->second.held) {
+      // Held: it stays suspected (a heartbeat clears it as a false
+      // suspicion, widening its timeout) and pending, so that it is
+      // declared failed once someone vouches after the grace if it is
+      // still silent then.
+      lines.push_back("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
+                      " failed (" + it->second.reason + "): " +
+                      (d == Verdict::kIsolated
+                           ? "every other server is silent too (is this meta server cut off?)"
+                           : "within the grace after an isolation") +
+                      "; declaring nobody failed until " +
+                      std::to_string(opts_.isolation_grace.count()) +
+                      " ms after heartbeats are back");
+      it->second.held = true;
+    }
+  }
+  return lines;
+}
+
 // REQUIRES mu_. Moves corroborated reports into `suspects` and drops the
 // ones the node's heartbeats contradicted for a whole timeout.
 void FailureMonitor::judge_reports(Clock::time_point now,
@@ -143,42 +202,6 @@ void FailureMonitor::judge_reports(Clock::time_point now,
     } else {
       ++it;
     }
-  }
-}
-
-// REQUIRES mu_. A suspicion while no other server has been heard from
-// lately either is held (logged once), not passed on: everyone falling
-// silent together is this metadata server stalled or cut off. Held nodes
-// are passed on once another server is heard from while they are still
-// silent, and dropped when their own heartbeats come back (a false
-// suspicion, which the detector has already cleared) or they are forgotten.
-void FailureMonitor::hold_while_all_silent(
-    Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects,
-    std::vector<std::string>& lines) {
-  for (auto it = held_.begin(); it != held_.end();) {
-    if (!watched_.count(it->first) || !detector_.suspected(it->first)) {
-      it = held_.erase(it);
-    } else if (detector_.others_heard(it->first, now)) {
-      suspects.emplace_back(it->first, it->second.reason + " (held " +
-                                           ms_text(std::chrono::duration_cast<
-                                                   std::chrono::microseconds>(now - it->second.at)) +
-                                           " while no other server was heard from)");
-      it = held_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = suspects.begin(); it != suspects.end();) {
-    if (held_.count(it->first) || detector_.others_heard(it->first, now)) {
-      ++it;
-      continue;
-    }
-    lines.push_back("ftmemcached-meta: node " + std::to_string(it->first) + " suspected (" +
-                    it->second +
-                    ") but NOT passed on: no other server heard from within half its timeout "
-                    "either (is this meta server stalled or cut off?)");
-    held_[it->first] = Report{it->second, now};
-    it = suspects.erase(it);
   }
 }
 
@@ -212,7 +235,7 @@ void FailureMonitor::run() {
     for (uint32_t node : detector_.scan(now))
       suspects.emplace_back(node, detector_.view(node, now).reason);
     judge_reports(now, suspects, dropped);
-    hold_while_all_silent(now, suspects, dropped);
+    for (auto& line : hold_unvouched(now, suspects)) dropped.push_back(std::move(line));
     if (!suspects.empty() || !cleared.empty() || !dropped.empty()) {
       // Log and call out without the lock: on_suspect may ask for status.
       lk.unlock();

@@ -6,13 +6,27 @@
 //
 // What happens on a suspicion (failover) is not decided here: on_suspect is
 // called once per suspicion, on the scan thread, for the caller to act on.
-// Except that a suspicion is held back while no other server has been heard
-// from within half its timeout either (FailureDetector::others_heard): on a
-// busy host this process's own fabric progress can stall past a timeout,
-// and every server then looks dead a few scans apart; failing them one by
-// one would fail servers holding a partition's only complete copy. It is
-// passed on once another server is heard from and this one is still
-// silent.
+//
+// Isolation (issue 7, network partitions; and a stall of this process on a
+// busy host, whose own fabric progress can stop for longer than a
+// timeout): when this metadata server is cut off, every server's
+// heartbeats stop at once, but each is suspected at its
+// own timeout, a few milliseconds apart; the first one suspected must not be
+// failed over because the others' timeouts have not run out yet. So a
+// suspicion is passed on only once another server vouches for this
+// server's links: one not suspected whose heartbeat arrived after the
+// suspicion. Until then it waits (at most until the others' timeouts run
+// out). If every other server is suspected too (or there is none), nobody
+// vouches: nobody is declared failed, and for isolation_grace after the
+// last scan that found everyone silent no suspicion is acted on at all; a
+// held node stays suspected (its heartbeat clears it as a false suspicion)
+// and is declared failed once someone vouches after the grace. When the
+// links come back the servers reconnect one by one (tcp backs off while a
+// link is cut, and a data server whose heartbeat write timed out joins
+// again), so the first one back must not see the others failed for being
+// a little later. On a busy host the same rule keeps a stalled metadata
+// server from failing servers one after another (one of them may hold a
+// partition's only complete copy while its other copies recover).
 //
 // Thread-safety: all methods are safe for concurrent use.
 #ifndef FTM_REPLICATION_FAILURE_MONITOR_H_
@@ -50,9 +64,14 @@ class FailureMonitor {
     FailureDetector::Options detector;
     uint32_t max_node = 1024;  // slots 0..max_node
     std::function<void(std::string_view)> log;
-    // Called once per new suspicion with the node and the reason (a held
-    // one when it is passed on: see above).
+    // Called once per new suspicion with the node and the reason, if some
+    // other server vouches for this metadata server's connectivity (see
+    // "Isolation" above).
     std::function<void(uint32_t node, const std::string& reason)> on_suspect;
+    // After a suspicion nobody vouched for, how long no suspicion is acted
+    // on (see "Isolation" above); the metadata server passes its
+    // restart_grace, for the same reason.
+    std::chrono::milliseconds isolation_grace{3000};
   };
 
   // Registers the array and starts the scan thread. Errors: registration.
@@ -117,10 +136,19 @@ class FailureMonitor {
   void judge_reports(FailureDetector::Clock::time_point now,
                      std::vector<std::pair<uint32_t, std::string>>& suspects,
                      std::vector<std::string>& dropped);
-  void hold_while_all_silent(FailureDetector::Clock::time_point now,
-                             std::vector<std::pair<uint32_t, std::string>>& suspects,
-                             std::vector<std::string>& lines);
   void log(const std::string& line) const;
+  enum class Verdict { kVouched, kWait, kIsolated, kDrop };
+  // REQUIRES mu_. kVouched: a watched node other than `node`, not
+  // suspected, heartbeated after `since`; kIsolated: every other watched
+  // node is suspected (or there is none); kWait: neither yet.
+  Verdict vouch(uint32_t node, FailureDetector::Clock::time_point since,
+                FailureDetector::Clock::time_point now) const;
+  // REQUIRES mu_. Adds `suspects` to the pending suspicions and leaves in
+  // it those to act on now (see "Isolation" above). Returns the log lines
+  // to write.
+  std::vector<std::string> hold_unvouched(
+      FailureDetector::Clock::time_point now,
+      std::vector<std::pair<uint32_t, std::string>>& suspects);
 
   Options opts_;
   std::unique_ptr<HeartbeatArray> array_;
@@ -133,9 +161,14 @@ class FailureMonitor {
     FailureDetector::Clock::time_point at;
   };
   std::map<uint32_t, Report> reports_;  // awaiting corroboration; mu_
-  // Suspected while no other server was heard from (hold_while_all_silent):
-  // the suspicion and when it was held; mu_.
-  std::map<uint32_t, Report> held_;
+  struct Pending {
+    std::string reason;
+    FailureDetector::Clock::time_point at;  // when suspected
+    bool held = false;  // logged as not declared failed
+  };
+  std::map<uint32_t, Pending> pending_;  // awaiting a voucher; mu_
+  // No suspicion is acted on before this (isolation); guarded by mu_.
+  FailureDetector::Clock::time_point quiet_until_{};
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;

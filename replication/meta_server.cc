@@ -194,6 +194,7 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     fo.heartbeat_interval = ms->opts_.heartbeat_interval;
     fo.detector.floor = ms->opts_.detector_floor;
     fo.detector.initial_interval = ms->opts_.heartbeat_interval;
+    fo.isolation_grace = ms->opts_.restart_grace;
     fo.max_node = ClusterMap::kMaxServers;
     fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };
     fo.on_suspect = [p = ms.get()](uint32_t node, const std::string& reason) {

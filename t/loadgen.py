@@ -46,9 +46,8 @@ class Client:
     copies its buffer on every line). Any error leaves it unusable: close it
     and open another."""
 
-    def __init__(self, port, timeout=REQUEST_TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=timeout)
+    def __init__(self, port, timeout=REQUEST_TIMEOUT, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.f = self.sock.makefile("rb", buffering=1 << 16)
 
@@ -350,7 +349,7 @@ class LoadGen:
                 c = conns.get(s.node_id)
                 if c is None:
                     try:
-                        c = conns[s.node_id] = Client(s.port)
+                        c = conns[s.node_id] = Client(s.port, host=s.host)
                     except OSError as e:
                         self._count(st, s.node_id, e)
                         down_until[s.node_id] = now + RETRY_DOWN
@@ -458,7 +457,7 @@ class LoadGen:
 
         def fill(part, s):
             try:
-                c = Client(s.port, timeout=30)
+                c = Client(s.port, timeout=30, host=s.host)
             except OSError as e:
                 errors.append("node %d: %s" % (s.node_id, e))
                 return
@@ -615,7 +614,7 @@ class LoadGen:
                 part = keys[j:j + batch]
                 try:
                     if c is None:
-                        c = Client(s.port)
+                        c = Client(s.port, host=s.host)
                     got, err = c.get_multi(part)
                 except (OSError, _Closed) as e:
                     err = error_text(e).encode()

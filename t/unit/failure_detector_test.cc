@@ -105,66 +105,6 @@ TEST(FailureDetectorTest, SilenceIsSuspectedAfterIntervalPlusFloor) {
   EXPECT_NE(v.reason.find("no heartbeat"), std::string::npos) << v.reason;
 }
 
-// Found by the chaos run (t/test_chaos.py) on a busy host: the metadata
-// server's heartbeat landing stalled past every timeout, the servers' timeouts
-// ran out a few scans apart, and each was failed in turn because the others
-// were "not suspected" yet (the old test of others_alive), including one that
-// held the only complete copy of partitions being recovered. others_heard
-// looks at how long ago the others were heard from instead.
-TEST(FailureDetectorTest, OthersHeardIsFalseWhileEveryoneFallsSilentTogether) {
-  Sim s;
-  s.fd.watch(2, s.now);
-  s.fd.watch(3, s.now);
-  uint64_t c2 = 0, c3 = 0;
-  for (int i = 0; i < 200; i++) {  // 1 s of 5 ms beats from all three
-    s.advance(milliseconds(5));
-    s.beat();
-    s.fd.heartbeat(2, 9, ++c2, s.now);
-    s.fd.heartbeat(3, 8, ++c3, s.now);
-  }
-  EXPECT_TRUE(s.fd.others_heard(1, s.now));
-  // Node 1's last heartbeat lands; 2 ms later 2's and 3's, then nothing
-  // from anyone (the observer stalls).
-  s.advance(milliseconds(5));
-  s.beat();
-  s.advance(milliseconds(2));
-  s.fd.heartbeat(2, 9, ++c2, s.now);
-  s.fd.heartbeat(3, 8, ++c3, s.now);
-  s.suspicions.clear();
-  while (s.suspicions.empty()) s.advance(milliseconds(1));
-  ASSERT_EQ(s.suspicions, std::vector<uint32_t>{1});
-  // 2 and 3 are not suspected yet (the old criterion: "alive") ...
-  EXPECT_FALSE(s.fd.suspected(2));
-  EXPECT_FALSE(s.fd.suspected(3));
-  // ... but silent for about their whole timeout: nobody was heard from.
-  EXPECT_FALSE(s.fd.others_heard(1, s.now));
-  // Node 2 is heard from again while 1 stays silent: 1's death is news.
-  s.advance(milliseconds(1));
-  s.fd.heartbeat(2, 9, ++c2, s.now);
-  EXPECT_TRUE(s.fd.others_heard(1, s.now));
-  EXPECT_FALSE(s.fd.others_heard(2, s.now)) << "1 is suspected, 3 silent";
-}
-
-TEST(FailureDetectorTest, OthersHeardWithOneServerDyingAmongLiveOnes) {
-  Sim s;
-  s.fd.watch(2, s.now);
-  uint64_t c2 = 0;
-  EXPECT_FALSE(Sim().fd.others_heard(1, s.now)) << "no other node watched";
-  for (int i = 0; i < 200; i++) {
-    s.advance(milliseconds(5));
-    s.beat();
-    s.fd.heartbeat(2, 9, ++c2, s.now);
-  }
-  // Node 1 dies; node 2 keeps beating: when 1 is suspected, 2 was heard.
-  s.suspicions.clear();
-  for (int ms = 1; s.suspicions.empty() && ms < 1000; ms++) {
-    s.advance(milliseconds(1));
-    if (ms % 5 == 0) s.fd.heartbeat(2, 9, ++c2, s.now);
-  }
-  ASSERT_EQ(s.suspicions, std::vector<uint32_t>{1});
-  EXPECT_TRUE(s.fd.others_heard(1, s.now));
-}
-
 TEST(FailureDetectorTest, JitteryServerGetsATimeoutAboveItsLongestGap) {
   // Intervals alternate 2 ms and 30 ms: mean 16 ms. A fixed margin (mean +
   // floor = 26 ms) would suspect every long gap; 4 deviations (56 ms) do not.

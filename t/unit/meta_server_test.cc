@@ -471,6 +471,43 @@ TEST_F(MetaServerTest, MemberFailedWhileAliveRejoinsWithAWiderTimeout) {
       << log_;
 }
 
+// Issue 7: a metadata server cut off from everyone sees every heartbeat
+// stop at once, but each server is suspected at its own timeout. Members
+// falling silent 40 ms apart stand for that: when the first one's timeout
+// runs out the others are silent too, though not suspected yet. Nobody may
+// be declared failed (before the fix, the first one was: the others did
+// not count as suspected).
+TEST_F(MetaServerTest, EveryoneSilentFailsNobody) {
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);  // see the test above
+  bootstrap_servers_ = 3;
+  start_meta(0);
+  Membership* m[3];
+  for (auto& x : m) x = &add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 3; }, 5000));
+  expect_converged();
+  ASSERT_TRUE(eventually([&] {
+    for (auto* x : m)
+      if (!status_of(*meta_, x->node_id()).heartbeating) return false;
+    return true;
+  }, 5000)) << "no heartbeat reached the meta server";
+  const uint64_t epoch = meta_->map()->epoch();
+  for (auto* x : m) {
+    x->stop();
+    std::this_thread::sleep_for(milliseconds(40));
+  }
+  // Several timeouts: each silent member is suspected, held, watched afresh
+  // and suspected again.
+  std::this_thread::sleep_for(milliseconds(1500));
+  auto map = meta_->map();
+  EXPECT_EQ(map->epoch(), epoch);
+  for (auto* x : m)
+    EXPECT_EQ(map->server(x->node_id())->state, ServerState::kUp) << "node " << x->node_id();
+  std::lock_guard g(log_mu_);
+  EXPECT_NE(log_.find("every other server is silent too"), std::string::npos) << log_;
+  EXPECT_EQ(log_.find("declared failed"), std::string::npos) << log_;
+}
+
 // Issue 6: once bootstrap_servers have joined, live primaries never move
 // (that would need a handoff of writes in flight): a later server takes
 // secondaries only.
