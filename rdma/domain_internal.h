@@ -180,6 +180,16 @@ struct Domain : std::enable_shared_from_this<Domain> {
   std::mutex fail_mu;
   std::vector<std::pair<std::shared_ptr<ConnState>, Status>> to_fail;
 
+  // Ops teardown() completed as abandoned, kept alive for kAbandonedKeep:
+  // a completion's op_context is the op's own memory, and dispatch reads
+  // the op to find its connection before it can tell the op is no longer
+  // in flight; a provider reporting a flushed op after the close (seen as a
+  // crash under packet loss, issue 7) would otherwise have it read freed
+  // memory. Only the progress thread and teardown touch it.
+  std::mutex abandoned_mu;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<OpState>>>
+      abandoned;
+
   std::atomic<int> active{0};    // ops with deadlines + handshakes running
   std::atomic<int> drivers{0};   // application threads inside Op::wait
   std::atomic<uint64_t> completions{0};  // ops completed: "progress is made"
@@ -196,6 +206,9 @@ struct Domain : std::enable_shared_from_this<Domain> {
   bool drive();
   // Called with cq_mu held.
   int drain_locked();
+  // Frees the abandoned ops kept longer than kAbandonedKeep (progress
+  // thread, once per deadline scan).
+  void release_abandoned(std::chrono::steady_clock::time_point now);
   // Idle wait: fi_trywait, then poll the CQ, EQ and wake fds up to `ms`.
   // Returns true if woken by traffic on the CQ's fd (incoming data).
   bool idle_wait(int ms);

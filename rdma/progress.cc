@@ -54,6 +54,9 @@ constexpr int kEmptyWaitMs = 50;
 constexpr auto kLinger = std::chrono::microseconds(200);
 // Nap length while an application thread drives the CQ.
 constexpr auto kStepAside = std::chrono::microseconds(250);
+// How long teardown's abandoned ops stay allocated (see Domain::abandoned):
+// far longer than a provider takes to report a flushed operation.
+constexpr auto kAbandonedKeep = std::chrono::seconds(10);
 }  // namespace
 
 std::string fi_error_string(int err) {
@@ -200,6 +203,7 @@ void Domain::dispatch(const fi_cq_data_entry& e) {
 }
 
 void Domain::dispatch_error(const fi_cq_err_entry& e) {
+  if (e.op_context == nullptr) return;  // an error of no operation of ours
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   std::shared_ptr<ConnState> c = op->conn;
@@ -330,7 +334,24 @@ void Domain::teardown(const std::shared_ptr<ConnState>& c, Status why,
     }
     complete(op.get(), std::move(st), 0);
   }
+  if (!left.empty()) {  // see `abandoned`
+    const auto now = Clock::now();
+    std::lock_guard g(abandoned_mu);
+    for (auto& op : left) abandoned.emplace_back(now, std::move(op));
+  }
   c->cv.notify_all();
+}
+
+void Domain::release_abandoned(Clock::time_point now) {
+  std::deque<std::pair<Clock::time_point, std::shared_ptr<OpState>>> old;
+  {
+    std::lock_guard g(abandoned_mu);
+    while (!abandoned.empty() && now - abandoned.front().first > kAbandonedKeep) {
+      old.push_back(std::move(abandoned.front()));
+      abandoned.pop_front();
+    }
+  }
+  // Freed outside the lock: an op's destructor may release a connection.
 }
 
 void Domain::poll_eq() {
@@ -469,6 +490,7 @@ void Domain::loop() {
     if (!stepping_aside || now >= next_scan) poll_eq();
     if (now >= next_scan) {
       check_deadlines();
+      release_abandoned(now);
       next_scan = now + kDeadlineScan;
     }
     // An application thread inside Op::wait drives the CQ itself (for every
