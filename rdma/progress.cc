@@ -378,7 +378,12 @@ void Domain::poll_eq() {
       PendingConnReq req;
       req.info = cm->info;
       req.addr = sockaddr_to_string(cm->info ? cm->info->dest_addr : nullptr);
-      bool valid = decode_identity(cm->data, data_len, &req.identity);
+      bool valid =
+          decode_identity(cm->data, data_len, &req.identity, &req.nonce);
+      // With a cluster secret, a request without a handshake nonce comes
+      // from a process that cannot prove it: refuse it before any endpoint
+      // exists.
+      if (!secret.empty() && req.nonce.empty()) valid = false;
       bool queued = false;
       if (l) {
         // Under l->mu: the Listener's destructor closes the pep under it.
@@ -388,7 +393,8 @@ void Domain::poll_eq() {
           queued = true;
           l->cv.notify_all();
         } else if (l->pep && cm->info) {
-          // Not one of ours (no identity), or the listener is closing.
+          // Not one of ours (no identity, or no nonce while we require the
+          // handshake), or the listener is closing.
           fi_reject(l->pep, cm->info->handle, nullptr, 0);
         }
       }
@@ -403,7 +409,7 @@ void Domain::poll_eq() {
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
       std::string id;
-      if (data_len && decode_identity(cm->data, data_len, &id)) {
+      if (data_len && decode_identity(cm->data, data_len, &id, &c->peer_nonce)) {
         c->peer_identity = id;
         c->peer = "'" + id + "' at " + c->addr;
       }

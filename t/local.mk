@@ -21,7 +21,7 @@ EXTRA_DIST += t/run-pytest.sh
 # rdma/ layer tests (tcp provider; verbs when a device exists).
 check_PROGRAMS += t/unit_rdma
 t_unit_rdma_SOURCES = t/unit/rdma_test.cc t/unit/rdma_helper.cc t/unit/rdma_helper.h \
-	t/unit/proc_util.h
+	t/unit/proc_util.h t/unit/cluster_secret_test.cc
 t_unit_rdma_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_FLAGS)
 t_unit_rdma_LDADD = libftm_rdma.a $(LIBFABRIC_LIBS) $(GTEST_LINK)
 TESTS += t/unit_rdma
