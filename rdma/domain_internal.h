@@ -271,10 +271,14 @@ struct Domain : std::enable_shared_from_this<Domain> {
 // window). Null in production; set only while no Fabric exists.
 extern std::atomic<void (*)()> after_eq_read_hook;
 
-// Test hook: when set, Handshake::finish passes the proof it is about to
-// send through it (a test records one, or replaces it to play a rogue that
-// replays a recorded proof). Null in production.
+// Test hooks, for tests that play a rogue peer; null/false in production.
+// proof_hook: Handshake::finish passes the proof it is about to send
+// through it (a test records one, or replaces it: a replayed proof; an
+// empty one is not sent at all: a peer that stays silent).
 extern std::atomic<void (*)(HandshakeRole, std::string*)> proof_hook;
+// skip_proof_check: Handshake::finish waits for the peer's proof but
+// ignores what it says (a rogue that goes on after failing the handshake).
+extern std::atomic<bool> skip_proof_check;
 
 }  // namespace ftm::rdma::detail
 

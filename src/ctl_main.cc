@@ -376,7 +376,7 @@ int main(int argc, char** argv) {
     auto secret = rdma::load_cluster_secret(secret_file);
     if (!secret) {
       std::fprintf(stderr, "ftmemcached-ctl: %s\n",
-                   secret.status().message().c_str());
+                   secret.status().to_string().c_str());
       return EX_CONFIG;
     }
     fo.cluster_secret = std::move(*secret);

@@ -173,7 +173,7 @@ std::unique_ptr<ftm::repl::ClusterNode> start_cluster(const ftm::Settings& s, ft
   if (!s.cluster_secret_file.empty()) {
     auto secret = ftm::rdma::load_cluster_secret(s.cluster_secret_file);
     if (!secret) {
-      *err = "cluster: " + secret.status().message();
+      *err = "cluster: " + secret.status().to_string();
       return nullptr;
     }
     o.cluster_secret = std::move(*secret);

@@ -77,3 +77,11 @@ EXTRA_DIST += t/test_stats.py
 EXTRA_DIST += t/test_touch_gat.py
 EXTRA_DIST += t/test_udp.py
 EXTRA_DIST += t/fuzz/proto_text_fuzz.cc
+
+# Cluster security (issue 7): a rogue fabric peer that t/test_security.py
+# points at the meta server and the data servers.
+check_PROGRAMS += t/rogue_peer
+t_rogue_peer_SOURCES = t/rogue_peer.cc
+t_rogue_peer_CPPFLAGS = $(AM_CPPFLAGS) $(LIBFABRIC_CFLAGS)
+t_rogue_peer_LDADD = libftm_rdma.a $(LIBFABRIC_LIBS) -lpthread
+EXTRA_DIST += t/test_security.py
