@@ -351,8 +351,13 @@ void Domain::poll_eq() {
       }
       Status st;
       if (connecting && (err.err == FI_ECONNREFUSED || err.err == ECONNREFUSED))
+        // A listener that requires the cluster secret rejects a request
+        // without a handshake nonce the same way (fi_reject).
         st = Status(Code::kConnectRefused, c->addr, "connect",
-                    "connection refused (nobody listens there)");
+                    secret.empty()
+                        ? "connection refused (nobody listens there, or the "
+                          "listener requires --cluster-secret-file)"
+                        : "connection refused (nobody listens there)");
       else if (connecting)
         st = Status(Code::kPeerLost, c->peer, "connect",
                     "handshake failed: " + fi_error_string(err.err));
