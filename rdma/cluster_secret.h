@@ -28,7 +28,9 @@
 namespace ftm::rdma {
 
 // Bytes in a handshake nonce and in a proof (HMAC-SHA256 output).
-constexpr size_t kNonceSize = 32;
+// 16 bytes: fresh enough (2^-128 to repeat) and small enough for verbs'
+// connection private data (56 bytes on InfiniBand), next to the identity.
+constexpr size_t kNonceSize = 16;
 constexpr size_t kProofSize = 32;
 
 // Reads the secret from `path` (the --cluster-secret-file value), following

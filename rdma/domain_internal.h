@@ -132,8 +132,16 @@ struct ListenerState {
 // Identity exchanged in the connect/accept private data (fi_cm(3) param),
 // peer_identity.cc: 4-byte magic, 2-byte length, the identity bytes, and
 // if `nonce` is not empty a 4-byte magic and the kNonceSize-byte nonce.
+// The identity is cut so the whole fits `limit` bytes (the endpoint's
+// cm_data_limit); *sent (if not null) gets the identity as sent.
 std::vector<uint8_t> encode_identity(const std::string& id,
-                                     const std::string& nonce = {});
+                                     const std::string& nonce = {},
+                                     size_t limit = SIZE_MAX,
+                                     std::string* sent = nullptr);
+// The most private data the endpoint's provider carries on connect/accept
+// (FI_OPT_CM_DATA_SIZE; verbs on InfiniBand: 56 bytes less its header), or
+// SIZE_MAX if it does not say.
+size_t cm_data_limit(fid_ep* ep);
 // False if `data` is not an identity of ours (wrong magic or length).
 // `nonce` (if not null) gets the handshake nonce, or empty if there is none.
 bool decode_identity(const uint8_t* data, size_t len, std::string* id,
@@ -155,7 +163,8 @@ struct Handshake {
   Status finish(Connection& conn, const std::shared_ptr<ConnState>& c,
                 HandshakeRole role);
 
-  std::string nonce;  // ours
+  std::string nonce;     // ours
+  std::string identity;  // ours, as sent in the private data (maybe cut)
   alignas(64) std::byte mem[2 * kProofSize];  // [peer's proof | ours]
   std::unique_ptr<MemoryRegion> mr;
   Op recv;

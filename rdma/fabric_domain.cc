@@ -308,7 +308,8 @@ Result<std::unique_ptr<Connection>> Fabric::connect(
     }
   }
   if (st) {
-    std::vector<uint8_t> cm = detail::encode_identity(d_->identity, hs.nonce);
+    std::vector<uint8_t> cm = detail::encode_identity(
+        d_->identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
     ret = fi_connect(c->ep, fi->dest_addr, cm.data(), cm.size());
     if (ret) {
       st = Status(Code::kFabricError, where, "connect",

@@ -47,8 +47,9 @@ Status Handshake::finish(Connection& conn, const std::shared_ptr<ConnState>& c,
   bool connector = role == HandshakeRole::kConnector;
   const std::string& cn = connector ? nonce : peer_nonce;
   const std::string& an = connector ? peer_nonce : nonce;
-  const std::string& cid = connector ? d.identity : peer_id;
-  const std::string& aid = connector ? peer_id : d.identity;
+  // Our identity as the peer received it (cut to fit the private data).
+  const std::string& cid = connector ? identity : peer_id;
+  const std::string& aid = connector ? peer_id : identity;
   std::string ours = handshake_proof(d.secret, role, cn, an, cid, aid);
   if (ours.size() != kProofSize)
     return Status(Code::kAuthFailed, peer, "handshake",

@@ -67,7 +67,8 @@ Result<std::unique_ptr<Connection>> Listener::accept(
       fi_reject(l_->pep, req.info->handle, nullptr, 0);
       if (conn) d.teardown(c, st, Phase::kBroken);
     } else {
-      std::vector<uint8_t> cm = detail::encode_identity(d.identity, hs.nonce);
+      std::vector<uint8_t> cm = detail::encode_identity(
+          d.identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
       int ret = fi_accept(c->ep, cm.data(), cm.size());
       if (ret) {
         st = Status(Code::kFabricError, c->peer, "accept",

@@ -18,8 +18,14 @@ constexpr uint32_t kIdMagic = 0x49445446;     // "FTDI"
 constexpr uint32_t kNonceMagic = 0x4e435446;  // "FTCN"
 }  // namespace
 
-std::vector<uint8_t> encode_identity(const std::string& id,
-                                     const std::string& nonce) {
+std::vector<uint8_t> encode_identity(const std::string& full_id,
+                                     const std::string& nonce, size_t limit,
+                                     std::string* sent) {
+  size_t fixed = 6 + (nonce.empty() ? 0 : 4 + nonce.size());
+  std::string id = full_id;
+  if (limit != SIZE_MAX && fixed + id.size() > limit)
+    id.resize(limit > fixed ? limit - fixed : 0);
+  if (sent) *sent = id;
   std::vector<uint8_t> v(6 + id.size());
   std::memcpy(v.data(), &kIdMagic, 4);
   uint16_t n = uint16_t(id.size());
@@ -32,6 +38,14 @@ std::vector<uint8_t> encode_identity(const std::string& id,
     std::memcpy(v.data() + at + 4, nonce.data(), nonce.size());
   }
   return v;
+}
+
+size_t cm_data_limit(fid_ep* ep) {
+  size_t size = 0, len = sizeof size;
+  if (fi_getopt(&ep->fid, FI_OPT_ENDPOINT, FI_OPT_CM_DATA_SIZE, &size, &len) ||
+      size == 0)
+    return SIZE_MAX;
+  return size;
 }
 
 bool decode_identity(const uint8_t* data, size_t len, std::string* id,

@@ -335,3 +335,27 @@ TEST(MemoryRegionKeys, EveryRandomKeyWorksForWriteAndRead) {
 
 }  // namespace
 }  // namespace ftm::rdma
+
+namespace ftm::rdma {
+namespace {
+
+// verbs carries little private data: the identity is cut, never the nonce,
+// and the side that cut it proves with the identity as sent.
+TEST(ClusterSecretPrivateData, IdentityIsCutToFitNonceKeptWhole) {
+  std::string nonce(kNonceSize, '\x7f'), sent, id, got_nonce;
+  std::string longid(80, 'i');
+  auto v = detail::encode_identity(longid, nonce, 52, &sent);
+  EXPECT_EQ(v.size(), 52u);
+  EXPECT_EQ(sent, longid.substr(0, 52 - 6 - 4 - kNonceSize));
+  ASSERT_TRUE(detail::decode_identity(v.data(), v.size(), &id, &got_nonce));
+  EXPECT_EQ(id, sent);
+  EXPECT_EQ(got_nonce, nonce);
+  // Without a nonce (no secret) and room to spare: unchanged.
+  auto w = detail::encode_identity("short", "", 52, &sent);
+  ASSERT_TRUE(detail::decode_identity(w.data(), w.size(), &id, &got_nonce));
+  EXPECT_EQ(id, "short");
+  EXPECT_TRUE(got_nonce.empty());
+}
+
+}  // namespace
+}  // namespace ftm::rdma
