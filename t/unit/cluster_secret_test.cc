@@ -198,7 +198,11 @@ TEST_F(HandshakeTest, WrongSecretRefusedOnBothSides) {
   Open("a guess", "the secret");
   Attempt r = attempt(*a_, *l_, milliseconds(4000));
   EXPECT_FALSE(r.out);
-  EXPECT_EQ(r.connected.code(), Code::kAuthFailed) << r.connected.to_string();
+  // The listener's proof fails the connector's check; the listener may
+  // also have torn the connection down (seen first as kPeerLost).
+  EXPECT_TRUE(r.connected.code() == Code::kAuthFailed ||
+              r.connected.code() == Code::kPeerLost)
+      << r.connected.to_string();
   EXPECT_FALSE(r.in);
   EXPECT_EQ(r.accepted.code(), Code::kAuthFailed) << r.accepted.to_string();
   EXPECT_NE(r.accepted.message().find("wrong proof"), std::string::npos)
