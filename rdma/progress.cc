@@ -374,8 +374,13 @@ void Domain::poll_eq() {
       }
       Status st;
       if (connecting && (err.err == FI_ECONNREFUSED || err.err == ECONNREFUSED))
+        // A listener that requires the cluster secret rejects a request
+        // without a handshake nonce the same way (fi_reject).
         st = Status(Code::kConnectRefused, c->addr, "connect",
-                    "connection refused (nobody listens there)");
+                    secret.empty()
+                        ? "connection refused (nobody listens there, or the "
+                          "listener requires --cluster-secret-file)"
+                        : "connection refused (nobody listens there)");
       else if (connecting)
         st = Status(Code::kPeerLost, c->peer, "connect",
                     "handshake failed: " + fi_error_string(err.err));
@@ -401,7 +406,12 @@ void Domain::poll_eq() {
       PendingConnReq req;
       req.info = cm->info;
       req.addr = sockaddr_to_string(cm->info ? cm->info->dest_addr : nullptr);
-      bool valid = decode_identity(cm->data, data_len, &req.identity);
+      bool valid =
+          decode_identity(cm->data, data_len, &req.identity, &req.nonce);
+      // With a cluster secret, a request without a handshake nonce comes
+      // from a process that cannot prove it: refuse it before any endpoint
+      // exists.
+      if (!secret.empty() && req.nonce.empty()) valid = false;
       bool queued = false;
       if (l) {
         // Under l->mu: the Listener's destructor closes the pep under it.
@@ -411,7 +421,8 @@ void Domain::poll_eq() {
           queued = true;
           l->cv.notify_all();
         } else if (l->pep && cm->info) {
-          // Not one of ours (no identity), or the listener is closing.
+          // Not one of ours (no identity, or no nonce while we require the
+          // handshake), or the listener is closing.
           fi_reject(l->pep, cm->info->handle, nullptr, 0);
         }
       }
@@ -426,7 +437,7 @@ void Domain::poll_eq() {
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
       std::string id;
-      if (data_len && decode_identity(cm->data, data_len, &id)) {
+      if (data_len && decode_identity(cm->data, data_len, &id, &c->peer_nonce)) {
         c->peer_identity = id;
         c->peer = "'" + id + "' at " + c->addr;
       }
