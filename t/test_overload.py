@@ -8,10 +8,12 @@ Every test is bounded to seconds; the ones about "the same worker" run the
 server with -t 1 so that the slow client and the others share one thread.
 """
 
-import re
 import socket
+import struct
 import threading
 import time
+
+import pytest
 
 from conftest import IS_FTM, ftm_only
 from mc import Conn, ServerClosed, wait_for
@@ -284,6 +286,50 @@ def test_pipeline_of_100k_commands_unread_memory_is_bounded(server_factory):
     grown = peak - before
     assert grown < 32 * MIB, "RSS grew %.1f MiB" % (grown / MIB)
     assert c.cmd("mn") == b"MN\r\n"
+
+
+BIN_HEADER = struct.Struct(">BBHBBHIIQ")  # memcached's protocol_binary.h
+BIN_GETK = 0x0c
+
+
+def bin_getk(key, opaque):
+    return BIN_HEADER.pack(0x80, BIN_GETK, len(key), 0, 0, 0, len(key),
+                           opaque, 0) + key
+
+
+@pytest.mark.parametrize("proto", ["text", "binary"])
+def test_pipelined_big_gets_beyond_reqs_per_event_bounded(server_factory,
+                                                          proto):
+    """With -R 1000 one parser batch could answer 300 gets of 512 KiB
+    (150 MiB) before the connection looks at its output: the parser itself
+    must stop at the output high-water mark."""
+    srv = server_factory(["-t", "1", "-m", "64", "-R", "1000"])
+    c = srv.conn()
+    value = bytes(range(256)) * 2048  # 512 KiB
+    assert c.set("big", value) == b"STORED\r\n"
+    if proto == "binary":
+        c = srv.conn()  # the first byte picks a connection's protocol
+    n = 300
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    before = rss_bytes(srv)
+    sampler = Sampler(srv)
+    sampler.start()
+    if proto == "text":
+        c.send(b"get big\r\n" * n)
+    else:
+        c.send(b"".join(bin_getk(b"big", i) for i in range(n)))
+    time.sleep(1.0)  # unread
+    for i in range(n):
+        if proto == "text":
+            assert c.read_values() == {b"big": (0, value, None)}, i
+        else:
+            h = BIN_HEADER.unpack(c.read_exact(24))
+            assert (h[0], h[1], h[5], h[7]) == (0x81, BIN_GETK, 0, i), h
+            body = c.read_exact(h[6])
+            assert body == b"\0\0\0\0" + b"big" + value, i
+    peak = sampler.stop()
+    grown = peak - before
+    assert grown < 32 * MIB, "RSS grew %.1f MiB" % (grown / MIB)
 
 
 def largest_storable(conn, limit):
