@@ -125,6 +125,39 @@ def test_conn_limit_refuses_cleanly_existing_keep_working(server_factory):
         c.close()
 
 
+def test_conn_limit_without_maxconns_fast_waits_in_the_backlog(
+        server_factory):
+    """-o no_maxconns_fast: memcached stops accepting at the limit (counted
+    in listen_disabled_num); a client beyond it waits, unrefused, and is
+    served once a slot frees."""
+    limit = 32
+    srv = server_factory(["-c", str(limit), "-t", "2", "-o",
+                          "no_maxconns_fast"])
+    served = []
+    waiting = None
+    for _ in range(limit + 2):
+        c = srv.conn()
+        c.send(b"version\r\n")
+        if not c.nothing_pending(0.3):
+            assert c.readline().startswith(b"VERSION "), "refused"
+            served.append(c)
+            continue
+        waiting = c
+        break
+    assert waiting is not None, "no limit reached"
+    assert 1 <= len(served) <= limit
+    assert not waiting.is_closed(0.5)
+    assert served[0].cmd("version").startswith(b"VERSION ")
+    st = served[0].stats()
+    assert int(st["listen_disabled_num"]) >= 1
+    served.pop().close()
+    waiting.sock.settimeout(5)
+    assert waiting.readline().startswith(b"VERSION ")
+    assert waiting.cmd("version").startswith(b"VERSION ")
+    for c in served + [waiting]:
+        c.close()
+
+
 # -- slow clients on the same worker -----------------------------------------
 def dribble(sock, data, period, stop):
     """Sends `data` one byte per `period` seconds until done or `stop`."""
