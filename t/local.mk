@@ -69,6 +69,7 @@ EXTRA_DIST += t/test_meta_delete.py
 EXTRA_DIST += t/test_meta_get.py
 EXTRA_DIST += t/test_meta_set.py
 EXTRA_DIST += t/test_noreply.py
+EXTRA_DIST += t/test_overload.py
 EXTRA_DIST += t/test_partition.py
 EXTRA_DIST += t/test_pipeline.py
 EXTRA_DIST += t/test_pylibmc.py
