@@ -59,6 +59,7 @@ Result<std::unique_ptr<Connection>> Listener::accept(
       fi_reject(l_->pep, req.info->handle, nullptr, 0);
     } else {
       std::vector<uint8_t> cm = detail::encode_identity(d.identity);
+      detail::tsan_posted(c.get());  // its EQ events come after this
       int ret = fi_accept(c->ep, cm.data(), cm.size());
       if (ret) {
         st = Status(Code::kFabricError, c->peer, "accept",

@@ -184,6 +184,7 @@ void Domain::complete(OpState* op, Status st, size_t n) {
 }
 
 void Domain::dispatch(const fi_cq_data_entry& e) {
+  tsan_completed(e.op_context);
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   {
@@ -198,6 +199,7 @@ void Domain::dispatch(const fi_cq_data_entry& e) {
 }
 
 void Domain::dispatch_error(const fi_cq_err_entry& e) {
+  tsan_completed(e.op_context);
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   std::shared_ptr<ConnState> c = op->conn;
@@ -344,6 +346,7 @@ void Domain::poll_eq() {
       std::shared_ptr<ConnState> c = find_ep(err.fid);
       eql.unlock();
       if (!c) continue;
+      tsan_completed(c.get());
       bool connecting;
       {
         std::lock_guard g(c->mu);
@@ -400,6 +403,7 @@ void Domain::poll_eq() {
     std::shared_ptr<ConnState> c = find_ep(cm->fid);
     eql.unlock();
     if (!c) continue;
+    tsan_completed(c.get());
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
       std::string id;

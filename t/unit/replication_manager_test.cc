@@ -53,7 +53,10 @@ struct Node {
   std::mutex mu;
   std::unique_ptr<ReplicationManager> mgr;  // guarded by mu
   std::atomic<uint64_t> epoch{0};           // last map handed to mgr
-  std::vector<std::string> log_lines;       // guarded by mu
+  // Options::log runs on the manager's threads (repair, recovery), some
+  // of them while follow() holds mu: a mutex of its own.
+  std::mutex log_mu;
+  std::vector<std::string> log_lines;  // guarded by log_mu
 
   bool start(int index, uint16_t meta_port, const ReplicationManager::Options& ro,
              size_t item_size_max) {
@@ -83,7 +86,10 @@ struct Node {
     mesh->set_membership(member.get());
     std::lock_guard<std::mutex> g(mu);
     ReplicationManager::Options opts = ro;
-    opts.log = [this](std::string_view l) { log_lines.emplace_back(l); };
+    opts.log = [this](std::string_view l) {
+      std::lock_guard<std::mutex> lg(log_mu);
+      log_lines.emplace_back(l);
+    };
     mgr = ReplicationManager::create(*fabric, *mesh, *member, *store, opts);
     if (auto map = member->map()) {
       mgr->on_map(map);
@@ -595,7 +601,7 @@ TEST_F(ReplicationManagerTest, NewSecondaryRecoversOlderDataFromASnapshot) {
   EXPECT_EQ(mismatches, 0);
   bool logged = false;
   for (int i = 0; i < 2; ++i) {
-    std::lock_guard<std::mutex> g(nodes_[i]->mu);
+    std::lock_guard<std::mutex> g(nodes_[i]->log_mu);
     for (const auto& l : nodes_[i]->log_lines) logged = logged || l.rfind("recovered ", 0) == 0;
   }
   EXPECT_TRUE(logged);
