@@ -299,8 +299,9 @@ Result<std::unique_ptr<Connection>> Fabric::connect(
   Status st = d_->make_endpoint(fi, c, "connect");
   if (st) {
     std::vector<uint8_t> cm = detail::encode_identity(d_->identity);
-    detail::tsan_posted(c.get());  // its EQ events come after this
-    ret = fi_connect(c->ep, fi->dest_addr, cm.data(), cm.size());
+    fid_ep* ep = c->ep;  // read before the events it causes may clear it
+    detail::tsan_posted(c.get());
+    ret = fi_connect(ep, fi->dest_addr, cm.data(), cm.size());
     if (ret) {
       st = Status(Code::kFabricError, where, "connect",
                   "fi_connect: " + detail::fi_error_string(ret));

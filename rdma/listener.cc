@@ -59,8 +59,9 @@ Result<std::unique_ptr<Connection>> Listener::accept(
       fi_reject(l_->pep, req.info->handle, nullptr, 0);
     } else {
       std::vector<uint8_t> cm = detail::encode_identity(d.identity);
-      detail::tsan_posted(c.get());  // its EQ events come after this
-      int ret = fi_accept(c->ep, cm.data(), cm.size());
+      fid_ep* ep = c->ep;  // read before the events it causes may clear it
+      detail::tsan_posted(c.get());
+      int ret = fi_accept(ep, cm.data(), cm.size());
       if (ret) {
         st = Status(Code::kFabricError, c->peer, "accept",
                     "fi_accept: " + detail::fi_error_string(ret));
