@@ -48,8 +48,9 @@ struct Free {
 };
 using Buffer = std::unique_ptr<std::byte, Free>;
 Buffer aligned_copy(const void* data, size_t n) {
-  Buffer b(static_cast<std::byte*>(std::aligned_alloc(8, n)));
-  if (!b) std::abort();
+  void* p = nullptr;  // not aligned_alloc: it wants n a multiple of 8
+  if (posix_memalign(&p, 8, n == 0 ? 1 : n) != 0) std::abort();
+  Buffer b(static_cast<std::byte*>(p));
   if (data != nullptr) std::memcpy(b.get(), data, n);
   return b;
 }
