@@ -35,7 +35,8 @@ secs=${1:-${FTM_FUZZ_SECONDS:-60}}
 root=${2:-${TMPDIR:-/tmp}}
 [ $# -ge 2 ] && shift 2 || shift $#
 targets=${*:-proto_text_fuzz proto_bin_fuzz repl_log_fuzz control_msg_fuzz}
-out=${TMPDIR:-/tmp}/ftm-fuzz
+# Objects and binaries per source tree: several checkouts may fuzz at once.
+out=${TMPDIR:-/tmp}/ftm-fuzz-$(printf '%s' "$top" | cksum | cut -d' ' -f1)
 CXX=${CLANGXX:-clang++}
 if ! command -v "$CXX" >/dev/null 2>&1; then
   echo "run.sh: $CXX not found (apt-get install clang); skipping the fuzz run"
