@@ -189,6 +189,7 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
       c->inflight.emplace(op.get(), op);
       op->counted = op->has_deadline;
       if (op->counted) d.active++;
+      detail::tsan_posted(&op->ctx.fi);  // the op_context the CQ returns
       switch (kind) {
         case Kind::kWrite: {
           fi_msg_rma m{&iov, &desc, 1, 0, &riov, 1, &op->ctx.fi, 0};

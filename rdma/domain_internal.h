@@ -44,6 +44,32 @@ using Clock = std::chrono::steady_clock;
 struct ConnState;
 struct ListenerState;
 
+// ThreadSanitizer builds (--enable-sanitizers=thread) see none of
+// libfabric's own synchronization: the library is not instrumented, and
+// t/sanitizers/tsan.supp ignores the calls it makes (its copies into
+// registered memory stand for a NIC's DMA, which TSan could not see either).
+// What the code relies on is still declared, with the object the provider
+// hands back as `addr`: an op's completion, read from the CQ by any thread,
+// happens after the post that handed the op to the provider (addr = the
+// op_context); an endpoint's EQ event happens after the fi_connect or
+// fi_accept that started it (addr = its ConnState). Elsewhere: no-ops.
+#if defined(__SANITIZE_THREAD__)
+#define FTM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FTM_TSAN 1
+#endif
+#endif
+#ifdef FTM_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+inline void tsan_posted(void* addr) { __tsan_release(addr); }
+inline void tsan_completed(void* addr) { __tsan_acquire(addr); }
+#else
+inline void tsan_posted(void*) {}
+inline void tsan_completed(void*) {}
+#endif
+
 // A one-shot "operation done" flag a thread can sleep on. Not
 // std::atomic<bool>::wait: libstdc++ 12 spins on sched_yield before it
 // sleeps, and with a whole cluster on a 2-core host that spinning took a

@@ -310,7 +310,9 @@ Result<std::unique_ptr<Connection>> Fabric::connect(
   if (st) {
     std::vector<uint8_t> cm = detail::encode_identity(
         d_->identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
-    ret = fi_connect(c->ep, fi->dest_addr, cm.data(), cm.size());
+    fid_ep* ep = c->ep;  // read before the events it causes may clear it
+    detail::tsan_posted(c.get());
+    ret = fi_connect(ep, fi->dest_addr, cm.data(), cm.size());
     if (ret) {
       st = Status(Code::kFabricError, where, "connect",
                   "fi_connect: " + detail::fi_error_string(ret));

@@ -69,7 +69,9 @@ Result<std::unique_ptr<Connection>> Listener::accept(
     } else {
       std::vector<uint8_t> cm = detail::encode_identity(
           d.identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
-      int ret = fi_accept(c->ep, cm.data(), cm.size());
+      fid_ep* ep = c->ep;  // read before the events it causes may clear it
+      detail::tsan_posted(c.get());
+      int ret = fi_accept(ep, cm.data(), cm.size());
       if (ret) {
         st = Status(Code::kFabricError, c->peer, "accept",
                     "fi_accept: " + detail::fi_error_string(ret));

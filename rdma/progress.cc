@@ -189,6 +189,7 @@ void Domain::complete(OpState* op, Status st, size_t n) {
 }
 
 void Domain::dispatch(const fi_cq_data_entry& e) {
+  tsan_completed(e.op_context);
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   {
@@ -204,6 +205,7 @@ void Domain::dispatch(const fi_cq_data_entry& e) {
 
 void Domain::dispatch_error(const fi_cq_err_entry& e) {
   if (e.op_context == nullptr) return;  // an error of no operation of ours
+  tsan_completed(e.op_context);
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   std::shared_ptr<ConnState> c = op->conn;
@@ -367,6 +369,7 @@ void Domain::poll_eq() {
       std::shared_ptr<ConnState> c = find_ep(err.fid);
       eql.unlock();
       if (!c) continue;
+      tsan_completed(c.get());
       bool connecting;
       {
         std::lock_guard g(c->mu);
@@ -434,6 +437,7 @@ void Domain::poll_eq() {
     std::shared_ptr<ConnState> c = find_ep(cm->fid);
     eql.unlock();
     if (!c) continue;
+    tsan_completed(c.get());
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
       std::string id;

@@ -186,6 +186,8 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       m.heartbeat_interval_us = br.u32();
       m.lease_us = br.u32();
       if (br.failed()) return corrupt("truncated JOIN_OK");
+      if (m.heartbeat_region.size() > kMaxText)
+        return corrupt("JOIN_OK heartbeat region too long");
       if (m.node_id == 0) return corrupt("JOIN_OK with node id 0");
       env.msg = std::move(m);
       break;
@@ -208,6 +210,7 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       m.meta_state_dir = br.str16();
       uint32_t n = br.u32();
       if (br.failed()) return corrupt("truncated STATUS");
+      if (m.meta_state_dir.size() > kMaxText) return corrupt("STATUS state dir too long");
       if (n > ClusterMap::kMaxServers) return corrupt("STATUS server count");
       for (uint32_t i = 0; i < n; i++) {
         ServerStatus s;
@@ -223,6 +226,9 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
         s.suspicion_reason = br.str16();
         if (br.failed()) return corrupt("truncated STATUS server list");
         if (c > 7) return corrupt("STATUS server flags");
+        if (s.peer.size() > kMaxText || s.replication.size() > kMaxText ||
+            s.suspicion_reason.size() > kMaxText)
+          return corrupt("STATUS server text too long");
         s.connected = c & 1;
         s.heartbeating = c & 2;
         s.suspected = c & 4;
@@ -236,6 +242,7 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       m.code = br.u16();
       m.text = br.str16();
       if (br.failed()) return corrupt("truncated ERROR");
+      if (m.text.size() > kMaxText) return corrupt("ERROR text too long");
       env.msg = std::move(m);
       break;
     }

@@ -106,6 +106,8 @@ class ReplicationManager : public EffectSink {
     std::chrono::milliseconds dead_hold{1000};
     Recovery::Options recovery;
     // Log lines (attach failures, ring replacement); default stderr.
+    // Called from the manager's threads (on_map's caller, the repair and
+    // recovery threads) concurrently: it must be safe for concurrent use.
     std::function<void(std::string_view)> log;
   };
 

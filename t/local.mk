@@ -47,8 +47,8 @@ t_unit_frontend_LDADD = libftm_server.a libftm_proto.a libftm_store.a $(SASL_LIB
 TESTS += t/unit_frontend
 
 # Shipped by `make dist`: the pytest suites and their helpers (t/test_meta_server.py
-# is listed in replication/local.mk), and the second fuzz target (the first and
-# t/fuzz/run.sh are listed above).
+# is listed in replication/local.mk), and the other fuzz targets, their shared
+# harness and seed corpora (the first target and t/fuzz/run.sh are listed above).
 EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/chaos.py t/netns.py t/README.md
 EXTRA_DIST += t/test_binary.py
 EXTRA_DIST += t/test_chaos.py
@@ -79,7 +79,8 @@ EXTRA_DIST += t/test_start_script.py
 EXTRA_DIST += t/test_stats.py
 EXTRA_DIST += t/test_touch_gat.py
 EXTRA_DIST += t/test_udp.py
-EXTRA_DIST += t/fuzz/proto_text_fuzz.cc
+EXTRA_DIST += t/fuzz/proto_text_fuzz.cc t/fuzz/proto_harness.h t/fuzz/repl_log_fuzz.cc \
+	t/fuzz/control_msg_fuzz.cc t/fuzz/make_seeds.cc t/fuzz/corpus
 
 # Cluster security (issue 7): a rogue fabric peer that t/test_security.py
 # points at the meta server and the data servers.
@@ -88,3 +89,5 @@ t_rogue_peer_SOURCES = t/rogue_peer.cc
 t_rogue_peer_CPPFLAGS = $(AM_CPPFLAGS) $(LIBFABRIC_CFLAGS)
 t_rogue_peer_LDADD = libftm_rdma.a $(LIBFABRIC_LIBS) -lpthread
 EXTRA_DIST += t/test_security.py
+# The ThreadSanitizer suppressions (scripts/test.sh stage 3).
+EXTRA_DIST += t/sanitizers/tsan.supp

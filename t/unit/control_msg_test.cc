@@ -177,6 +177,43 @@ TEST(ControlMsg, OversizeIsRefused) {
   EXPECT_EQ(encode(j).status().code(), ClusterErrc::kTooLarge);
 }
 
+// Found by t/fuzz/control_msg_fuzz.cc (its input is in
+// t/fuzz/corpus/control_msg_fuzz/error-text-over-limit): decode() took
+// string fields longer than encode() allows (ERROR text, JOIN_OK heartbeat
+// region, STATUS strings), so a meta server could accept a message it
+// could not send on. Every decoded message must encode again.
+TEST(ControlMsg, DecodeRefusesStringsEncodeWouldRefuse) {
+  std::vector<std::byte> err;
+  wire::put_u16(err, ErrorMsg::kFenced);
+  wire::put_str16(err, std::string(1100, 'x'));
+  auto d = decode(frame_of(6, 1, err));
+  EXPECT_EQ(d.status().code(), ClusterErrc::kCorrupt) << d.status().to_string();
+  EXPECT_NE(d.status().message().find("ERROR text too long"), std::string::npos);
+
+  StatusMsg st{small_map(), 1, std::string(1025, 'd'), {}};
+  auto st_frame = encode(StatusMsg{small_map(), 1, std::string(1024, 'd'), {}});
+  ASSERT_TRUE(st_frame);
+  EXPECT_TRUE(decode(st_frame.value()));  // exactly at the limit: fine
+  std::vector<std::byte> body;
+  std::vector<std::byte> map = small_map().encode();
+  wire::put_u32(body, uint32_t(map.size()));
+  wire::put_bytes(body, map);
+  wire::put_u64(body, 0);
+  wire::put_str16(body, st.meta_state_dir);
+  wire::put_u32(body, 0);
+  EXPECT_EQ(decode(frame_of(5, 1, body)).status().code(), ClusterErrc::kCorrupt);
+
+  std::vector<std::byte> ok;
+  wire::put_u32(ok, 2);
+  wire::put_u32(ok, uint32_t(map.size()));
+  wire::put_bytes(ok, map);
+  wire::put_str16(ok, std::string(1025, 'r'));
+  wire::put_u64(ok, 0);
+  wire::put_u32(ok, 0);
+  wire::put_u32(ok, 0);
+  EXPECT_EQ(decode(frame_of(2, 1, ok)).status().code(), ClusterErrc::kCorrupt);
+}
+
 TEST(ControlMsg, ParseHostPort) {
   auto a = parse_host_port("127.0.0.1:11311");
   ASSERT_TRUE(a);

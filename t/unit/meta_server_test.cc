@@ -393,7 +393,8 @@ TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
   const uint64_t epoch = meta_->map()->epoch();
   b.stop();
   auto failed = [&] {
-    const ServerInfo* s = meta_->map()->server(idb);
+    auto map = meta_->map();  // s points into it: keep it alive
+    const ServerInfo* s = map->server(idb);
     return s != nullptr && s->state == ServerState::kFailed;
   };
   ASSERT_TRUE(eventually(failed, 5000)) << "a silent member was never declared failed";
