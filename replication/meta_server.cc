@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 
 namespace ftm::repl {
@@ -18,8 +18,9 @@ namespace {
 
 constexpr const char* kMapFile = "cluster.map";
 constexpr const char* kTmpFile = "cluster.map.tmp";
-// Data servers and ctl send only small messages to the meta server.
-constexpr size_t kMetaRecvSize = 64 * 1024;
+// Data servers and ctl send only small messages to the meta server; the
+// largest is a REPORT listing every partition (kMaxPartitions x 4 bytes).
+constexpr size_t kMetaRecvSize = 128 * 1024;
 constexpr int kMetaRecvDepth = 4;
 
 ClusterStatus io_error(const std::string& what, const std::string& path) {
@@ -475,6 +476,12 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
     }
     s->node_id = id;
     Member joined;  // a new session: no REPORT heard yet
+    auto prev = members_.find(id);
+    if (!empty && prev != members_.end()) {
+      // The same process reconnecting: its copies are as it last reported.
+      joined.report_epoch = prev->second.report_epoch;
+      joined.recovering = prev->second.recovering;
+    }
     joined.connected = true;
     joined.since = std::chrono::steady_clock::now();
     joined.peer = s->peer;

@@ -237,6 +237,7 @@ bool Recovery::attempt(const ClusterMap& map, uint32_t q, const std::vector<uint
   put_le(req, ring_key, 8);
   put_le(req, parts.size(), 4);
   for (uint32_t p : parts) put_le(req, p, 4);
+  put_le(req, static_cast<uint64_t>(opts_.rate_mbps * 1000), 4);
   auto* c = new SyncCall;
   mesh_.call(q, PeerRpc::kSnapshot, req, &SyncCall::on_done, c);
   std::string reply;
@@ -372,8 +373,12 @@ void Recovery::serve(const Request& r) {
   const auto partitions = static_cast<uint32_t>(get_le(in, 0, 4));
   const uint64_t ring_key = get_le(in, 4, 8);
   const uint64_t n = get_le(in, 12, 4);
-  if (partitions == 0 || partitions > kSnapshotMaxPartitions || in.size() != 16 + 4 * n)
+  if (partitions == 0 || partitions > kSnapshotMaxPartitions ||
+      (in.size() != 16 + 4 * n && in.size() != 20 + 4 * n))
     return refuse("bad snapshot request");
+  // The reader's throttle (kB/s, 0 = none): a paced read may take longer
+  // than export_ttl, and an export freed under it would break the read.
+  const uint64_t rate_kbps = in.size() == 20 + 4 * n ? get_le(in, 16 + 4 * n, 4) : 0;
   std::vector<bool> held(partitions, false);
   for (uint64_t i = 0; i < n; ++i) {
     const auto p = static_cast<uint32_t>(get_le(in, 16 + 4 * i, 4));
@@ -391,6 +396,8 @@ void Recovery::serve(const Request& r) {
   if (!mr) return refuse("registering the snapshot: " + mr.status().to_string());
   ex->mr = std::move(mr).value();
   ex->expires = Clock::now() + opts_.export_ttl;
+  if (rate_kbps > 0)
+    ex->expires += 2 * std::chrono::milliseconds(ex->bytes.size() / rate_kbps);
   const auto desc = ex->mr->descriptor().serialize();
   const uint64_t length = ex->bytes.size();
   uint64_t id;

@@ -37,7 +37,9 @@
 // Options::export_ttl.
 //
 // Wire forms (little-endian):
-//   kSnapshot request: u32 P, u64 ring key, u32 n, n x u32 map partition.
+//   kSnapshot request: u32 P, u64 ring key, u32 n, n x u32 map partition,
+//     then (optional) u32 the reader's --recovery-rate-mb in kB/s (0: none):
+//     the export is then kept export_ttl plus twice the paced read's time.
 //   kSnapshot reply: u8 0, u64 export id, u64 length, RegionDescriptor wire
 //     form (40 bytes); or u8 1 and an error text.
 //   kSnapshotDone request: u64 export id. Reply: empty.

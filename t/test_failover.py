@@ -458,9 +458,18 @@ def test_kill_during_recovery_keeps_partitions_with_a_live_copy(
     else:
         victim = max([n for n in live if n != target] or live,
                      key=lambda n: promoted[n])
-    still = recovery_in_progress(c.status())
+    st_before = c.status()
+    still = recovery_in_progress(st_before)
     t = c.kill_server(victim)
     lg.event("SIGKILL node %d (%s) during recovery" % (victim, second), t)
+    # The throttle holds: each recovering server's average rate (status's
+    # replication column) stays within the limit.
+    rates = [float(m.group(1)) for r in st_before["rows"].values()
+             for m in [re.search(r"([\d.]+) MB/s", r["replication"])] if m]
+    print("recovery rates in status (MB/s): %r" % rates)
+    assert all(r <= float(RATE_MB) * 1.5 for r in rates), \
+        "recovery faster than --recovery-rate-mb %s: %r\n%s" % (
+            RATE_MB, rates, st_before["out"])
     print("second kill: node %d (%s; new secondaries %r, new primaries "
           "%r); recovery in progress just before: %s" % (
               victim, second, gained, promoted, still))
