@@ -29,6 +29,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import time
 
 import pytest
@@ -415,6 +416,27 @@ def _kill_pidfile(path):
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def test_replacement_flag_errors(tmp_path):
+    """Bad values get a clear usage error naming the flag, never a start."""
+    from cluster import META_BIN
+    from conftest import free_port
+    meta = ["--meta", "127.0.0.1:%d" % free_port()]
+    for args, want in (
+            (["--recovery-rate-mb=fast"] + meta, "--recovery-rate-mb"),
+            (["--recovery-rate-mb=-1"] + meta, "--recovery-rate-mb"),
+            (["--spare"], "--spare needs --meta"),
+            (["--recovery-rate-mb=5"], "--recovery-rate-mb needs --meta")):
+        p = subprocess.run([SERVER_BIN, "-u", "root"] + args,
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 64 and want in p.stderr, (args, p.stderr)
+    for tmpl, want in (("start %x", "unknown placeholder %x"),
+                       ("start %", "a lone %")):
+        p = subprocess.run([META_BIN, "--state-dir", str(tmp_path / "s"),
+                            "--spawn-cmd", tmpl], capture_output=True,
+                           text=True, timeout=10)
+        assert p.returncode == 64 and want in p.stderr, (tmpl, p.stderr)
 
 
 # Kill during recovery: a small data set, and recovery held open by the
