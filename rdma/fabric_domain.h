@@ -85,6 +85,13 @@ struct FabricOptions {
   // How long Op::wait drives the completion queue itself (lowest latency)
   // before sleeping until the progress thread completes the op (no CPU).
   std::chrono::microseconds wait_spin{100};
+  // Run the progress thread at SCHED_FIFO priority 1 (best effort: needs
+  // CAP_SYS_NICE or an rtprio limit, else it keeps its normal priority).
+  // For a process whose timing matters more than its throughput: the
+  // metadata server receives heartbeats (one-sided writes) through this
+  // thread, so on a starved host a normal-priority thread would delay them
+  // into false suspicions. It naps when idle, so it does not hog a core.
+  bool realtime_progress = false;
   // Where startup lines go (provider, progress model, limits); default
   // stderr. Called from the opening thread only.
   std::function<void(std::string_view)> log;

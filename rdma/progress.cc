@@ -4,6 +4,8 @@
 // runs loop(); application threads inside Op::wait also call drive() so a
 // waiting initiator sees its completion without a thread hand-off.
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -444,6 +446,11 @@ void Domain::check_deadlines() {
 }
 
 void Domain::loop() {
+  if (opts.realtime_progress) {
+    sched_param sp{};
+    sp.sched_priority = 1;
+    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);  // best effort
+  }
   auto next_scan = Clock::now();
   Clock::time_point linger_until;
   while (!stop.load(std::memory_order_acquire)) {

@@ -194,7 +194,7 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
       if (br.failed()) return corrupt("truncated JOIN");
       if (!addr_ok(m.memcached_addr) || !addr_ok(m.fabric_addr))
         return corrupt("JOIN address too long");
-      if (m.flags & ~(JoinMsg::kSpare | JoinMsg::kEmpty))
+      if (m.flags & ~(JoinMsg::kSpare | JoinMsg::kEmpty | JoinMsg::kWasFenced))
         return corrupt("JOIN has unknown flags");
       env.msg = std::move(m);
       break;

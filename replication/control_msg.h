@@ -69,6 +69,12 @@ struct JoinMsg {
   // flags: this process holds no data (it just started, or emptied itself
   // after being fenced). The only way back for a node id declared failed.
   static constexpr uint32_t kEmpty = 2;
+  // flags, with kEmpty: this process was declared failed and fenced while it
+  // ran (it read its fence or was refused with kFenced), so the failure
+  // declaration was a false suspicion: the meta server widens the node's
+  // detector timeout as it does when a suspected server's heartbeat
+  // returns. A process that just started never says it.
+  static constexpr uint32_t kWasFenced = 4;
   uint32_t node_id = 0;                  // 0 = let the meta server assign
   uint32_t flags = 0;
   std::string memcached_addr;            // host:port
@@ -88,9 +94,10 @@ struct JoinOkMsg {
   uint32_t heartbeat_interval_us = 0;
   // How long (microseconds) after posting a heartbeat that the meta
   // server acknowledged (its slot's fence word still 0) this server may
-  // act as primary without hearing more: shorter than the failure
-  // detector's floor, so a server is never declared failed while its own
-  // lease runs (fencing by lease; 0 = no lease needed).
+  // act as primary without hearing more: shorter than the heartbeat age at
+  // which it can be declared failed (FailureMonitor::lease_length), so a
+  // server is never declared failed while its own lease runs (fencing by
+  // lease; 0 = no lease needed).
   uint32_t lease_us = 0;
   bool operator==(const JoinOkMsg&) const = default;
 };

@@ -5,6 +5,9 @@
 #include <cassert>
 #include <cstring>
 
+#include "replication/wire_bytes.h"
+#include "src/store.h"
+
 namespace ftm::repl {
 namespace {
 
@@ -19,18 +22,26 @@ constexpr size_t kOffExptime = 32;
 constexpr size_t kOffFlags = 40;
 constexpr size_t kOffValueLen = 44;
 
-size_t align8(size_t n) { return (n + kEntryAlign - 1) & ~(kEntryAlign - 1); }
+// The kind byte: EffectKind in the low nibble, a kItem's meta state in the
+// high one (the item bits themselves are spread over a byte: src/store.h).
+constexpr uint8_t kWireKindMask = 0x0f;
+constexpr uint8_t kWireStale = 0x10;
+constexpr uint8_t kWireTokenSent = 0x20;
+constexpr uint8_t kWireKeyBinary = 0x40;
+constexpr uint8_t kWireItemBits = kWireStale | kWireTokenSent | kWireKeyBinary;
 
-template <class T>
-void put(std::byte* p, size_t off, T v) {
-  std::memcpy(p + off, &v, sizeof v);
+uint8_t item_bits_to_wire(uint8_t bits) {
+  return ((bits & kItemStale) ? kWireStale : 0) | ((bits & kItemTokenSent) ? kWireTokenSent : 0) |
+         ((bits & kItemKeyBinary) ? kWireKeyBinary : 0);
 }
-template <class T>
-T get(const std::byte* p, size_t off) {
-  T v;
-  std::memcpy(&v, p + off, sizeof v);
-  return v;
+uint8_t item_bits_from_wire(uint8_t wire) {
+  return ((wire & kWireStale) ? kItemStale : 0) | ((wire & kWireTokenSent) ? kItemTokenSent : 0) |
+         ((wire & kWireKeyBinary) ? kItemKeyBinary : 0);
 }
+
+using wire::align8;
+using wire::get;
+using wire::put;
 
 // The ring is written by the fabric (another thread, or a NIC) while the
 // applier polls it: the fields a poll looks at first are read with atomic
@@ -64,7 +75,10 @@ size_t encode(const Effect& e, uint64_t lsn, uint64_t seed,
   assert(reinterpret_cast<uintptr_t>(out.data()) % kEntryAlign == 0);
   std::byte* p = out.data();
   put<uint32_t>(p, kOffLength, static_cast<uint32_t>(n));
-  put<uint8_t>(p, kOffKind, static_cast<uint8_t>(e.kind));
+  put<uint8_t>(p, kOffKind, static_cast<uint8_t>(static_cast<uint8_t>(e.kind) |
+                                                 (e.kind == EffectKind::kItem
+                                                      ? item_bits_to_wire(e.item_bits)
+                                                      : 0)));
   put<uint8_t>(p, kOffKeyLen, static_cast<uint8_t>(e.key.size()));
   put<uint16_t>(p, kOffPartition, e.partition);
   put<uint64_t>(p, kOffLsn, lsn);
@@ -122,8 +136,9 @@ DecodeResult decode(std::span<const std::byte> in, uint64_t expected_lsn,
   const uint32_t n = load_length(p);
   if (n < kMinEntrySize || n % kEntryAlign != 0 || n > in.size())
     return DecodeResult::kBadLength;
-  const auto kind = static_cast<EffectKind>(get<uint8_t>(p, kOffKind));
-  if (kind == EffectKind::kSkip) {
+  const uint8_t kind_byte = get<uint8_t>(p, kOffKind);
+  const auto kind = static_cast<EffectKind>(kind_byte & kWireKindMask);
+  if (kind_byte == static_cast<uint8_t>(EffectKind::kSkip)) {
     if (get<uint64_t>(p, kEntryHeaderSize) !=
         XXH3_64bits_withSeed(p, kEntryHeaderSize, seed))
       return DecodeResult::kBadChecksum;
@@ -140,6 +155,9 @@ DecodeResult decode(std::span<const std::byte> in, uint64_t expected_lsn,
   if (kind != EffectKind::kItem && kind != EffectKind::kTombstone &&
       kind != EffectKind::kFlushAll)
     return DecodeResult::kMalformed;
+  const uint8_t wire_bits = kind_byte & ~kWireKindMask;
+  if ((wire_bits & ~kWireItemBits) != 0 || (wire_bits != 0 && kind != EffectKind::kItem))
+    return DecodeResult::kMalformed;
   if (key_len > kMaxEffectKey ||
       align8(kEntryHeaderSize + key_len + value_len) + kEntryTrailerSize != n)
     return DecodeResult::kMalformed;
@@ -150,6 +168,7 @@ DecodeResult decode(std::span<const std::byte> in, uint64_t expected_lsn,
   out->cas = get<uint64_t>(p, kOffCas);
   out->exptime = get<int64_t>(p, kOffExptime);
   out->client_flags = get<uint32_t>(p, kOffFlags);
+  out->item_bits = item_bits_from_wire(wire_bits);
   const char* body = reinterpret_cast<const char*>(p + kEntryHeaderSize);
   out->key = std::string_view(body, key_len);
   out->value = std::string_view(body + key_len, value_len);

@@ -21,7 +21,10 @@
 // Wire form (little-endian host order; every entry 8-byte aligned, its
 // length a multiple of 8):
 //   0  u32 length        whole entry: header + key + value + pad + checksum
-//   4  u8  kind          EffectKind (kSkip = padding marker before a wrap)
+//   4  u8  kind          low 4 bits: EffectKind (kSkip = padding marker
+//                        before a wrap); high 4 bits, kItem only: the
+//                        item's meta state (kWireStale 0x10, kWireTokenSent
+//                        0x20, kWireKeyBinary 0x40; see Effect::item_bits)
 //   5  u8  key_len       <= kKeyMaxLength (250)
 //   6  u16 partition
 //   8  u64 lsn           log sequence number, +1 per entry of one ring
@@ -67,6 +70,10 @@ struct Effect {
   int64_t exptime = 0;  // absolute unix seconds; 0 = never
   uint64_t cas = 0;
   std::string_view value;
+  // kItem: the item's meta state, kItemStale | kItemTokenSent |
+  // kItemKeyBinary (src/store.h, kItemReplicaBits), so a promoted secondary
+  // answers mg with the same X/W/Z flags and key encoding as its primary.
+  uint8_t item_bits = 0;
 };
 
 // kFlushAll with client_flags == kFlushSplit: the primary's flush of one
@@ -90,7 +97,7 @@ inline constexpr size_t kEntryTrailerSize = 8;
 // shorter than this cannot hold a skip marker, so both sides wrap there
 // without one (see log_ring.h).
 inline constexpr size_t kMinEntrySize = kEntryHeaderSize + kEntryTrailerSize;
-inline constexpr size_t kEntryAlign = 8;
+inline constexpr size_t kEntryAlign = 8;  // wire::align8 (wire_bytes.h)
 inline constexpr size_t kMaxEffectKey = 250;
 
 // Bytes the encoded entry of `e` takes (a multiple of 8).

@@ -29,10 +29,30 @@ void FailureDetector::watch(uint32_t node, Clock::time_point now) {
   Node& n = it->second;
   n.last = now;
   n.ring.assign(o_.window, 0);
+  if (auto l = learned_.find(node); l != learned_.end()) {
+    n.widen = l->second.widen;
+    n.false_suspicions = l->second.false_suspicions;
+    learned_.erase(l);
+  }
   update_timeout(n);
 }
 
-void FailureDetector::forget(uint32_t node) { nodes_.erase(node); }
+void FailureDetector::forget(uint32_t node) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  learned_[node] = Learned{it->second.widen, it->second.false_suspicions};
+  nodes_.erase(it);
+}
+
+std::chrono::microseconds FailureDetector::false_failover(uint32_t node) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return microseconds{0};
+  Node& n = it->second;
+  n.widen = std::min(n.widen * 2, o_.max_widen);
+  n.false_suspicions++;
+  update_timeout(n);
+  return n.timeout;
+}
 
 bool FailureDetector::heartbeat(uint32_t node, uint64_t incarnation,
                                 uint64_t counter, Clock::time_point now) {

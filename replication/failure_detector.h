@@ -77,10 +77,20 @@ class FailureDetector {
   // Starts watching `node` as if a heartbeat arrived at `now` (a server that
   // joined but never wrote one is suspected after initial_interval + floor).
   // A node already watched is left as it is. Allocates the node's samples:
-  // nothing else allocates per heartbeat.
+  // nothing else allocates per heartbeat. A node forgotten before starts
+  // with the widen factor and false-suspicion count it had then.
   void watch(uint32_t node, Clock::time_point now);
-  // Stops watching `node` (it left the cluster); its widen factor is lost.
+  // Stops watching `node` (it left the cluster, or was declared failed). Its
+  // widen factor and false-suspicion count are kept for a later watch() of
+  // the same id: a failure declared because this host stalls must not reset
+  // what the detector learned about it.
   void forget(uint32_t node);
+  // `node` (watched) was declared failed and forgotten, and its process has
+  // come back, still running (JoinMsg::kWasFenced): the declaration was a
+  // false suspicion. Doubles widen (capped at max_widen) and counts it, as a
+  // heartbeat that clears a timeout suspicion does. Returns the new timeout;
+  // 0 for a node not watched.
+  std::chrono::microseconds false_failover(uint32_t node);
 
   // The heartbeat slot of `node`, read at `now`, holds (incarnation,
   // counter). Only a changed value counts as an arrival, since the scan reads
@@ -137,11 +147,18 @@ class FailureDetector {
     std::string reason;
   };
 
+  // What forget() keeps of a node for its next watch().
+  struct Learned {
+    double widen = 1;
+    uint32_t false_suspicions = 0;
+  };
+
   void add_sample(Node& n, int64_t us);
   void reset_samples(Node& n);
   void update_timeout(Node& n) const;
   static std::chrono::microseconds age_of(const Node& n, Clock::time_point now);
 
+  std::map<uint32_t, Learned> learned_;  // forgotten nodes
   Options o_;
   std::map<uint32_t, Node> nodes_;  // ordered: scan() and logs go by node id
 };

@@ -46,30 +46,38 @@ void FailureMonitor::log(const std::string& line) const {
     std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok) {
+void FailureMonitor::watch(uint32_t node, JoinOkMsg* join_ok, bool was_fenced) {
   if (node > opts_.max_node) return;
   // Emptied before it is watched: a value left by the node's previous
   // process must not count as this one's first heartbeat.
   array_->clear(node);
+  std::chrono::microseconds widened{0};
+  uint32_t count = 0;
   {
     std::lock_guard g(mu_);
     watched_.insert(node);
     detector_.watch(node, Clock::now());
+    if (was_fenced) {
+      widened = detector_.false_failover(node);
+      count = detector_.view(node, Clock::now()).false_suspicions;
+    }
   }
+  if (was_fenced)
+    log("ftmemcached-meta: node " + std::to_string(node) +
+        " was declared failed but is alive (it rejoined after its fence): false suspicion #" +
+        std::to_string(count) + ", its timeout widened to " + ms_text(widened));
   if (join_ok != nullptr) {
     join_ok->heartbeat_region = region_wire_;
     join_ok->heartbeat_offset = HeartbeatArray::slot_offset(node);
     join_ok->heartbeat_interval_us = uint32_t(opts_.heartbeat_interval.count());
-    // Three quarters of the floor: the node stops acting as primary at
-    // least a quarter of the floor before it can be declared failed
-    // (replication/lease.h), which absorbs scheduling delay on its side.
-    join_ok->lease_us = uint32_t(opts_.detector.floor.count() * 3 / 4);
+    join_ok->lease_us = uint32_t(lease_length(opts_.detector.floor, opts_.heartbeat_interval).count());
   }
 }
 
 void FailureMonitor::forget(uint32_t node) {
   std::lock_guard g(mu_);
   watched_.erase(node);
+  pending_.erase(node);
   reports_.erase(node);
   detector_.forget(node);
 }
@@ -80,6 +88,26 @@ void FailureMonitor::report(uint32_t node, const std::string& reason) {
     if (!watched_.count(node) || detector_.suspected(node) || reports_.count(node)) return;
     reports_[node] = Report{reason, Clock::now()};
   }
+}
+
+std::chrono::microseconds FailureMonitor::lease_length(std::chrono::microseconds floor,
+                                                       std::chrono::microseconds interval) {
+  // Never 0 (that means no lease at all) for a tiny floor: interval / 2 and
+  // floor / 4 are each still under report_age and the smallest timeout.
+  return std::max(floor / 2 - interval, std::min(interval / 2, floor / 4));
+}
+
+std::chrono::microseconds FailureMonitor::report_age(std::chrono::microseconds timeout,
+                                                     std::chrono::microseconds interval) {
+  return std::max(2 * interval, timeout / 2);
+}
+
+std::chrono::microseconds FailureMonitor::lease_left(uint32_t node) const {
+  std::lock_guard g(mu_);
+  if (!watched_.count(node)) return std::chrono::microseconds(0);
+  const auto age = detector_.view(node, Clock::now()).age;
+  const auto lease = lease_length(opts_.detector.floor, opts_.heartbeat_interval);
+  return age < lease ? lease - age : std::chrono::microseconds(0);
 }
 
 void FailureMonitor::fence(uint32_t node, uint64_t epoch) {
@@ -93,6 +121,65 @@ bool FailureMonitor::others_alive(uint32_t node) const {
   return false;
 }
 
+FailureMonitor::Verdict FailureMonitor::vouch(uint32_t node, Clock::time_point since,
+                                              Clock::time_point now) const {
+  bool all_silent = true;
+  for (uint32_t n : watched_) {
+    if (n == node) continue;
+    auto v = detector_.view(n, now);
+    if (v.suspected) continue;
+    all_silent = false;
+    // Arrived after the suspicion: this server hears someone now.
+    if (v.counter != 0 && now - v.age > since) return Verdict::kVouched;
+  }
+  return all_silent ? Verdict::kIsolated : Verdict::kWait;
+}
+
+std::vector<std::string> FailureMonitor::hold_unvouched(
+    Clock::time_point now, std::vector<std::pair<uint32_t, std::string>>& suspects) {
+  std::vector<std::string> lines;
+  for (auto& [node, reason] : suspects) pending_[node] = Pending{std::move(reason), now};
+  suspects.clear();
+  if (pending_.empty()) return lines;
+  // Decided for all first: one hold must not change another's verdict.
+  std::vector<std::pair<uint32_t, Verdict>> verdicts;
+  for (auto& [node, p] : pending_) {
+    auto v = detector_.view(node, now);
+    if (!v.known || !v.suspected) {
+      verdicts.emplace_back(node, Verdict::kDrop);  // its heartbeat came back
+      continue;
+    }
+    Verdict d = vouch(node, p.at, now);
+    if (d == Verdict::kIsolated && watched_.size() > 1)
+      quiet_until_ = now + opts_.isolation_grace;
+    verdicts.emplace_back(node, d);
+  }
+  for (auto& [node, d] : verdicts) {
+    auto it = pending_.find(node);
+    if (d == Verdict::kDrop) {
+      pending_.erase(it);
+    } else if (d == Verdict::kVouched && now >= quiet_until_) {
+      suspects.emplace_back(node, std::move(it->second.reason));
+      pending_.erase(it);
+    } else if (d != Verdict::kWait && !it->second.held) {
+      // Held: it stays suspected (a heartbeat clears it as a false
+      // suspicion, widening its timeout) and pending, so that it is
+      // declared failed once someone vouches after the grace if it is
+      // still silent then.
+      lines.push_back("ftmemcached-meta: NOT declaring node " + std::to_string(node) +
+                      " failed (" + it->second.reason + "): " +
+                      (d == Verdict::kIsolated
+                           ? "every other server is silent too (is this meta server cut off?)"
+                           : "within the grace after an isolation") +
+                      "; declaring nobody failed until " +
+                      std::to_string(opts_.isolation_grace.count()) +
+                      " ms after heartbeats are back");
+      it->second.held = true;
+    }
+  }
+  return lines;
+}
+
 // REQUIRES mu_. Moves corroborated reports into `suspects` and drops the
 // ones the node's heartbeats contradicted for a whole timeout.
 void FailureMonitor::judge_reports(Clock::time_point now,
@@ -102,8 +189,7 @@ void FailureMonitor::judge_reports(Clock::time_point now,
     auto v = detector_.view(it->first, now);
     if (!v.known || v.suspected) {
       it = reports_.erase(it);
-    } else if (v.age >= std::max<std::chrono::microseconds>(2 * opts_.heartbeat_interval,
-                                                            v.timeout / 2)) {
+    } else if (v.age >= report_age(v.timeout, opts_.heartbeat_interval)) {
       std::string why = it->second.reason + "; no heartbeat for " + ms_text(v.age);
       detector_.report(it->first, why, now);
       suspects.emplace_back(it->first, why);
@@ -149,6 +235,7 @@ void FailureMonitor::run() {
     for (uint32_t node : detector_.scan(now))
       suspects.emplace_back(node, detector_.view(node, now).reason);
     judge_reports(now, suspects, dropped);
+    for (auto& line : hold_unvouched(now, suspects)) dropped.push_back(std::move(line));
     if (!suspects.empty() || !cleared.empty() || !dropped.empty()) {
       // Log and call out without the lock: on_suspect may ask for status.
       lk.unlock();

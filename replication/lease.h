@@ -2,11 +2,13 @@
 // acknowledge writes) without having heard from the metadata server
 // (fencing, issue 6; DESIGN.md "Failure detection and recovery").
 //
-// The metadata server declares a server failed only after its failure
-// detector's timeout (at least the floor) has passed since the last
-// heartbeat that arrived. A heartbeat posted at time t arrives after t, so
-// if this server stops acting as primary at t + L with L shorter than the
-// floor, it has stopped before anyone else is promoted in its place: a
+// The metadata server declares a server failed only once its last
+// heartbeat that arrived is older than the failure detector's timeout (at
+// least the floor) or, with a peer's report, half of it
+// (FailureMonitor::report_age). A heartbeat posted at time t arrives after
+// t, so if this server stops acting as primary at t + L with L shorter than
+// both (FailureMonitor::lease_length: half the floor less one interval),
+// it has stopped before anyone else is promoted in its place: a
 // primary that was paused (SIGSTOP, a stall, a cut link) finds its lease
 // expired when it runs again and waits for the new map instead of serving
 // stale reads. The heartbeat writer renews the lease with the post time of
@@ -15,6 +17,28 @@
 // metadata server is not running at all (connection refused: nobody can be
 // promoted then, and a restarted metadata server waits longer than the
 // renewal before it declares anyone failed).
+//
+// Open (issue 7, t/test_partition.py xfail): when the metadata server is cut
+// off by a silent drop (not refused), no heartbeat is acknowledged and every
+// primary stops serving one lease length later, although nobody can be
+// failed over then (the metadata server declares nobody failed while no
+// server vouches for its links, failure_monitor.h "Isolation"). Renewing on
+// a connect timeout alone would be wrong: a primary cut off from the
+// metadata server but not from its peers looks the same from inside, and is
+// failed over. The way out is evidence from the peers: a primary whose
+// heartbeats go unacknowledged asks every other up server of its map
+// whether they reach the metadata server; only if all of them answer "no
+// heartbeat acknowledged for at least X" may it renew (from the time it
+// asked), since then the metadata server hears from nobody. Pitfalls to
+// close before doing so: (1) a heartbeat write still in flight can land
+// late (tcp retransmission, up to the 1 s operation deadline) and make its
+// sender look fresh, i.e. vouch, so a peer that says "no" must also post no
+// heartbeat for the lease it granted, and the metadata server must require
+// a steady voucher (several arrivals within a window W <= X - lease) rather
+// than one fresh arrival; (2) after healing, the metadata server's
+// isolation grace must outlast every such peer-granted lease; (3) a primary
+// cut off from the metadata server and all its peers gets no answers and
+// stops, as it must.
 //
 // The check is one atomic load and one steady-clock read: cheap enough for
 // every request (no lock, no allocation).

@@ -3,7 +3,7 @@
 # replication/README.md. Never includes libfabric headers: it uses rdma/.
 noinst_LIBRARIES += libftm_replication.a
 libftm_replication_a_SOURCES = \
-	replication/effect.cc replication/effect.h \
+	replication/effect.cc replication/effect.h replication/wire_bytes.h \
 	replication/log_ring.cc replication/log_ring.h \
 	replication/log_writer.cc replication/log_writer.h \
 	replication/log_applier.cc replication/log_applier.h \

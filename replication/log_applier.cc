@@ -192,7 +192,8 @@ void LogApplier::apply(const Effect& e) {
   switch (e.kind) {
     case EffectKind::kItem: {
       if (flush_second_ != 0) wait_past_flush();
-      if (!link_primary_item(store_, e.key, e.client_flags, e.exptime, e.cas, e.value)) {
+      if (!link_primary_item(store_, e.key, e.client_flags, e.exptime, e.cas, e.value,
+                             e.item_bits)) {
         counters_.apply_errors.fetch_add(1, std::memory_order_relaxed);
         return;
       }

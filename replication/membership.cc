@@ -98,13 +98,15 @@ void Membership::fenced() {
       "joining again as a new server");
   if (opts_.on_fenced) opts_.on_fenced();
   empty_ = true;
+  was_fenced_ = true;
   fenced_.store(false);
 }
 
 ClusterStatus Membership::converse(ControlChannel& ch) {
   const std::string meta = opts_.meta_host + ":" + std::to_string(opts_.meta_port);
   JoinMsg join{node_id_.load(), (opts_.spare ? JoinMsg::kSpare : 0u) |
-                                    (empty_ ? JoinMsg::kEmpty : 0u),
+                                    (empty_ ? JoinMsg::kEmpty : 0u) |
+                                    (was_fenced_ ? JoinMsg::kWasFenced : 0u),
                opts_.memcached_addr, opts_.fabric_addr};
   ClusterStatus st = ch.send(join);
   ReportMsg reported;  // what the meta server last heard from this channel
@@ -133,6 +135,7 @@ ClusterStatus Membership::converse(ControlChannel& ch) {
       node_id_.store(ok->node_id, std::memory_order_release);
       connected_.store(true, std::memory_order_release);
       empty_ = false;
+      was_fenced_ = false;
       log("membership: joined meta server " + meta + " as node " +
           std::to_string(ok->node_id) + " at epoch " + std::to_string(ok->map.epoch()));
       if (opts_.lease) opts_.lease->set_required(ok->lease_us > 0);

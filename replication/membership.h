@@ -158,6 +158,7 @@ class Membership {
   ControlChannel* channel_ = nullptr;          // guarded by mu_ (for stop)
   std::vector<std::pair<uint32_t, std::string>> reports_;  // guarded by mu_
   bool empty_ = true;       // membership thread: no data held (next JOIN)
+  bool was_fenced_ = false; // membership thread: fenced while running (next JOIN)
   std::atomic<bool> fenced_{false};  // set by the heartbeat writer
   // Writes this server's heartbeats over the current channel (membership
   // thread only; reset before the channel goes).

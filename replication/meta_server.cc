@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 namespace ftm::repl {
 
@@ -197,6 +198,7 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     fo.heartbeat_interval = ms->opts_.heartbeat_interval;
     fo.detector.floor = ms->opts_.detector_floor;
     fo.detector.initial_interval = ms->opts_.heartbeat_interval;
+    fo.isolation_grace = ms->opts_.restart_grace;
     fo.max_node = ClusterMap::kMaxServers;
     fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };
     fo.on_suspect = [p = ms.get()](uint32_t node, const std::string& reason) {
@@ -492,7 +494,7 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
   JoinOkMsg ok;
   ok.node_id = id;
   ok.map = *published;
-  if (monitor_) monitor_->watch(id, &ok);
+  if (monitor_) monitor_->watch(id, &ok, (m.flags & JoinMsg::kWasFenced) != 0);
   (void)s->ch->send(ok, seq);
   publish(others, published);
 }
@@ -581,6 +583,10 @@ bool MetaServer::fail_locked(uint32_t node, const std::string& why, uint32_t* us
 }
 
 void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
+  // The detector's verdicts come after the node's lease ran out; a call
+  // made sooner (an operator, a test) waits it out, so a live node stops
+  // serving before anyone is promoted in its place.
+  if (monitor_) std::this_thread::sleep_for(monitor_->lease_left(node));
   std::vector<std::shared_ptr<Session>> others;
   std::shared_ptr<Session> victim;
   std::shared_ptr<const ClusterMap> published;

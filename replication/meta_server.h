@@ -22,7 +22,9 @@
 // surviving secondary, survivors take its secondary roles), persists and
 // publishes the new epoch, sets the server's fence word and closes its
 // control connection. Never while no other server heartbeats either (this
-// meta server is then more likely cut off than they are all dead). A node
+// meta server is then more likely cut off than they are all dead; the
+// failure monitor holds such a suspicion until another server is heard
+// from, replication/failure_monitor.h). A node
 // id declared failed comes back only with JoinMsg::kEmpty (anything else is
 // refused with ErrorMsg::kFenced), as a new server holding secondaries
 // only. A process restarted under a node id the map still holds as up (its
@@ -141,6 +143,15 @@ class MetaServer {
   std::shared_ptr<const ClusterMap> map() const;
   // What STATUS answers (map + per-server connection info).
   StatusMsg status() const;
+  // Fails `node` over (after its lease from the last heartbeat, if any, ran
+  // out: FailureMonitor::lease_left), as the failure monitor's verdict does (its scan
+  // thread calls this; tests and operators may too): marks it failed in a
+  // new epoch (its partitions go to their secondaries), persists and
+  // publishes the map, fences the node and closes its control connection.
+  // `reason` is logged. Does nothing for an unknown or already failed node,
+  // or while the meta server stops. If the map cannot be persisted, logs
+  // that and leaves the map as it was.
+  void declare_failed(uint32_t node, const std::string& reason);
   // Closes every connection and stops the threads. Idempotent. The map on
   // disk is already current (every change was persisted before publishing).
   void stop();
@@ -162,8 +173,6 @@ class MetaServer {
   void serve(const std::shared_ptr<Session>& s);
   void handle_join(const std::shared_ptr<Session>& s, const JoinMsg& m,
                    uint32_t seq);
-  // The failure monitor's verdict (scan thread): fail `node` over.
-  void declare_failed(uint32_t node, const std::string& reason);
   // REQUIRES mu_. Marks `node` failed in a new epoch, handing its roles to
   // a spare if one is connected (*used_spare = its id, else 0); false if
   // the map could not be persisted. Sets the fence word.

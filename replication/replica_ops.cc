@@ -7,7 +7,8 @@
 namespace ftm::repl {
 
 bool link_primary_item(Store& store, std::string_view key, uint32_t client_flags,
-                       int64_t exptime, uint64_t cas, std::string_view value) {
+                       int64_t exptime, uint64_t cas, std::string_view value,
+                       uint8_t item_bits) {
   // realtime() treats anything above 30 days as absolute, which every unix
   // time is.
   const rel_time_t rel = exptime == 0 ? 0 : clock::realtime(exptime);
@@ -22,6 +23,7 @@ bool link_primary_item(Store& store, std::string_view key, uint32_t client_flags
   if (!value.empty()) std::memcpy(v, value.data(), value.size());
   v[value.size()] = '\r';
   v[value.size() + 1] = '\n';
+  item->iflags |= item_bits & kItemReplicaBits;
   // cas 0 would make link() assign a local cas; the primary only sends 0
   // when it runs without CAS (-C), and then this store should too (link
   // stores 0 when use_cas is off).

@@ -27,13 +27,15 @@ namespace ftm::repl {
 
 // Links `key` with the primary's value, client flags, exptime (absolute unix
 // seconds, 0 = never; a deadline already passed links an expired item, as
-// on the primary) and cas unique, and raises the store's cas counter to it
+// on the primary), cas unique and meta state bits (`item_bits`,
+// kItemReplicaBits of the primary's item), and raises the store's cas counter to it
 // (Txn::raise_cas: once promoted, this store's cas uniques continue above
 // the primary's). Returns false when this store cannot hold the item
 // (smaller -I, or -M and full): the key is then removed, so the replica
 // never serves an older value.
 bool link_primary_item(Store& store, std::string_view key, uint32_t client_flags,
-                       int64_t exptime, uint64_t cas, std::string_view value);
+                       int64_t exptime, uint64_t cas, std::string_view value,
+                       uint8_t item_bits);
 
 // A store partition's flush split in the form a kFlushSplit effect carries
 // it (replication/effect.h): oldest_live in absolute unix seconds (0 =

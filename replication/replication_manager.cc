@@ -632,6 +632,7 @@ void ReplicationManager::on_change(uint32_t partition, std::string_view key, con
     e.exptime = after->exptime == 0 ? 0 : static_cast<int64_t>(clock::to_unix(after->exptime));
     e.cas = after->cas;
     e.value = after->value();
+    e.item_bits = after->iflags & kItemReplicaBits;
   } else {
     e.kind = EffectKind::kTombstone;
   }

@@ -28,8 +28,8 @@
 // ships its flush split per partition (on_flush) and secondaries apply that
 // instead of their own. Not replicated: lazy expiry, sweeping and
 // eviction (every replica expires and evicts on its own). The meta
-// "stale"/"win" bits (kItemStale, kItemTokenSent) have no field in the
-// effect record and are not carried.
+// state bits (stale, win token sent, binary key: kItemReplicaBits) travel
+// with each item effect and snapshot record.
 //
 // Failures (issue 6): a writer whose secondary fails stays failed. The
 // barriers waiting on its undelivered and later effects are held until

@@ -7,6 +7,7 @@
 
 #include "replication/effect.h"
 #include "replication/replica_ops.h"
+#include "replication/wire_bytes.h"
 
 namespace ftm::repl {
 namespace {
@@ -31,23 +32,15 @@ constexpr size_t kItemMapPartition = 0;
 constexpr size_t kItemFlags = 4;
 constexpr size_t kItemValueLen = 8;
 constexpr size_t kItemKeyLen = 12;
+constexpr size_t kItemBits = 13;
 constexpr size_t kItemExptime = 16;
 constexpr size_t kItemCas = 24;
 
 constexpr size_t kTrailerSize = 8;
 
-size_t align8(size_t n) { return (n + 7) & ~size_t{7}; }
-
-template <class T>
-void put(std::byte* p, size_t off, T v) {
-  std::memcpy(p + off, &v, sizeof v);
-}
-template <class T>
-T get(const std::byte* p, size_t off) {
-  T v;
-  std::memcpy(&v, p + off, sizeof v);
-  return v;
-}
+using wire::align8;
+using wire::get;
+using wire::put;
 
 // The map partition of an item: ClusterMap::partition_for_key(key, P) is
 // XXH3_64bits(key) % P, and Item::hash already holds XXH3_64bits(key)
@@ -119,6 +112,7 @@ std::vector<std::byte> encode_snapshot(Store& store, const std::vector<bool>& he
           put<uint32_t>(r, kItemFlags, it.client_flags);
           put<uint32_t>(r, kItemValueLen, it.nbytes);
           put<uint8_t>(r, kItemKeyLen, it.nkey);
+          put<uint8_t>(r, kItemBits, it.iflags & kItemReplicaBits);
           put<int64_t>(r, kItemExptime,
                        it.exptime == 0 ? 0 : static_cast<int64_t>(clock::to_unix(it.exptime)));
           put<uint64_t>(r, kItemCas, it.cas);
@@ -223,6 +217,7 @@ SnapshotError SnapshotView::parse(std::span<const std::byte> bytes, SnapshotView
     const size_t rec = align8(kItemHeaderSize + key_len + value_len);
     if (rec > items_end - off) return bad("record past the end");
     if (key_len == 0 || key_len > kKeyMaxLength) return bad("key length out of range");
+    if ((get<uint8_t>(r, kItemBits) & ~kItemReplicaBits) != 0) return bad("unknown item bits");
     if (m >= partitions || !out->held_[m]) return bad("map partition not held");
     const uint64_t hash = XXH3_64bits(r + kItemHeaderSize, key_len);
     if (hash % partitions != m) return bad("key of another map partition");
@@ -262,6 +257,7 @@ size_t SnapshotView::read_item(size_t off, SnapshotItem* out) const {
   out->client_flags = get<uint32_t>(r, kItemFlags);
   out->exptime = get<int64_t>(r, kItemExptime);
   out->cas = get<uint64_t>(r, kItemCas);
+  out->item_bits = get<uint8_t>(r, kItemBits);
   out->key = std::string_view(body, key_len);
   out->value = std::string_view(body + key_len, value_len);
   return align8(kItemHeaderSize + key_len + value_len);
@@ -287,7 +283,8 @@ InstallResult install_snapshot(Store& store, std::span<const std::byte> bytes) {
       apply_flush_split(store, s, WireFlushSplit{sp.oldest_live, sp.oldest_cas, sp.flush_flags});
   }
   v.for_each_item([&](const SnapshotItem& it) {
-    if (link_primary_item(store, it.key, it.client_flags, it.exptime, it.cas, it.value)) {
+    if (link_primary_item(store, it.key, it.client_flags, it.exptime, it.cas, it.value,
+                          it.item_bits)) {
       r.installed.items++;
       r.installed.bytes += it.key.size() + it.value.size();
     } else {

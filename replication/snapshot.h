@@ -47,7 +47,10 @@
 //     4  u32 client_flags
 //     8  u32 value_len
 //     12 u8  key_len          1..250
-//     13 u8[3] zero
+//     13 u8  item_bits        the item's meta state: kItemStale,
+//                             kItemTokenSent, kItemKeyBinary (src/store.h
+//                             kItemReplicaBits); no other bit
+//     14 u8[2] zero
 //     16 i64 exptime          absolute unix seconds, 0 = never
 //     24 u64 cas              cas unique
 //     32 key, value, zero padding to a multiple of 8
@@ -71,7 +74,7 @@
 namespace ftm::repl {
 
 inline constexpr uint64_t kSnapshotMagic = 0x3150414e534d5446ull;  // "FTMSNAP1"
-inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 2;  // 2: item_bits
 inline constexpr uint32_t kSnapshotMaxPartitions = 65536;  // Effect::partition is u16
 
 // Counts of an encoded or installed snapshot.
@@ -123,6 +126,7 @@ struct SnapshotItem {
   int64_t exptime = 0;  // absolute unix seconds, 0 = never
   uint64_t cas = 0;
   std::string_view value;
+  uint8_t item_bits = 0;  // kItemReplicaBits
 };
 
 // A validated snapshot: views into the bytes it was parsed from, which must

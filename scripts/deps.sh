@@ -9,7 +9,7 @@ build_pkgs=(g++ make autoconf automake libtool pkg-config
             libgtest-dev libbenchmark-dev libsasl2-dev libsasl2-modules
             netcat-openbsd)
 test_pkgs=(python3 python3-pytest python3-pymemcache python3-pylibmc
-           memcached libmemcached-tools iproute2 man-db clang)
+           memcached libmemcached-tools iproute2 nftables man-db clang)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 

@@ -194,6 +194,9 @@ int main(int argc, char** argv) {
   if (mo.listen_host != "0.0.0.0" && mo.listen_host != "::")
     fo.local_addr = mo.listen_host;
   fo.identity = "ftmemcached-meta@" + listen;
+  // Heartbeats land through the progress thread: on a starved host a
+  // normal-priority one would delay them into false suspicions.
+  fo.realtime_progress = true;
   auto fabric = rdma::Fabric::open(fo);
   if (!fabric) {
     std::fprintf(stderr, "ftmemcached-meta: --fabric: %s\n",

@@ -43,6 +43,10 @@ enum ItemFlag : uint8_t {
   kItemKeyBinary = 32, // the key arrived base64-encoded (meta "b"): meta
                        // replies show it encoded again (ITEM_KEY_BINARY)
 };
+// The bits a replica copies from its primary with the item (effects and
+// snapshots carry them): what a client can observe through meta commands.
+// The rest are this store's own bookkeeping (fetched, active, linked).
+inline constexpr uint8_t kItemReplicaBits = kItemStale | kItemTokenSent | kItemKeyBinary;
 
 class Store;
 class Partition;

@@ -280,9 +280,10 @@ class LocalCluster:
         boot = [] if any(a.startswith("--bootstrap-servers")
                          for a in self.meta_args) else [
             "--bootstrap-servers=%d" % self.n]
-        cmd = [META_BIN, "--fabric", "tcp", "--listen", self.meta_addr,
-               "--state-dir", self.state_dir, "--replicas",
-               str(self.copies)] + boot + list(self.meta_args)
+        cmd = self.command_prefix("meta") + [
+            META_BIN, "--fabric", "tcp", "--listen", self.meta_addr,
+            "--state-dir", self.state_dir, "--replicas",
+            str(self.copies)] + boot + list(self.meta_args)
         self.meta = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
@@ -306,10 +307,27 @@ class LocalCluster:
         self.meta = None
         return rc
 
+    # Where the processes run: a subclass (t/netns.py) puts each on a host
+    # of its own; here all of them share 127.0.0.1.
+    def command_prefix(self, host):
+        """What goes before a binary to run it on `host` ("meta", "s1"...)."""
+        return []
+
+    def server_host(self, node_id):
+        """The address data server `node_id` listens on (clients, fabric)."""
+        return "127.0.0.1"
+
+    def server_port(self, node_id):
+        """Its memcached port (None: a free one)."""
+        return None
+
     def start_server(self, node_id, extra=()):
+        host = self.server_host(node_id)
         args = ["--meta", self.meta_addr, "--node-id", str(node_id),
-                "--fabric", "tcp", "--fabric-listen", "127.0.0.1"]
-        s = start_server(SERVER_BIN, args + self.server_args + list(extra))
+                "--fabric", "tcp", "--fabric-listen", host]
+        s = start_server(SERVER_BIN, args + self.server_args + list(extra),
+                         host=host, port=self.server_port(node_id),
+                         prefix=self.command_prefix("s%d" % node_id))
         s.node_id = node_id
         if node_id - 1 < len(self.servers):
             self.servers[node_id - 1] = s

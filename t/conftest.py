@@ -67,6 +67,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "long: test takes a minute or more; skipped unless "
                    "FTM_LONG=1 (CI: FTM_LONG=1 t/run-pytest.sh -m long)")
+    config.addinivalue_line(
+        "markers", "partition: runs the cluster in network namespaces "
+                   "(t/netns.py); skipped where they cannot be made")
 
 
 def pytest_report_header(config):
@@ -143,21 +146,25 @@ def _die_with_parent():
 
 
 class Server:
-    """One server process on 127.0.0.1:port (or a UNIX socket)."""
+    """One server process on host:port (127.0.0.1 by default) or a UNIX
+    socket. `prefix` goes before the binary on the command line (t/netns.py
+    starts servers with `ip netns exec NAMESPACE`); the process must exec
+    the binary, so that signals reach the server itself."""
 
     def __init__(self, binary, args=(), port=None, unix_path=None,
-                 wait=True, default_args=True):
+                 wait=True, default_args=True, host="127.0.0.1", prefix=()):
         self.binary = binary
         self.port = port
+        self.host = host
         self.unix_path = unix_path
         self.errfile = tempfile.TemporaryFile()
         self.outfile = tempfile.TemporaryFile()
-        cmd = [binary]
+        cmd = list(prefix) + [binary]
         if default_args:
             if unix_path is None:
                 if self.port is None:
                     self.port = free_port()
-                cmd += ["-p", str(self.port), "-l", "127.0.0.1"]
+                cmd += ["-p", str(self.port), "-l", self.host]
                 if "-U" not in args:
                     cmd += ["-U", "0"]
             else:
@@ -181,7 +188,7 @@ class Server:
                 s.settimeout(1)
                 s.connect(self.unix_path)
             else:
-                s = socket.create_connection(("127.0.0.1", self.port),
+                s = socket.create_connection((self.host, self.port),
                                              timeout=1)
             s.close()
             return True
@@ -213,7 +220,7 @@ class Server:
     def conn(self, **kw):
         if self.unix_path:
             return Conn(path=self.unix_path, **kw)
-        return Conn(self.port, **kw)
+        return Conn(self.port, host=self.host, **kw)
 
     def alive(self):
         return self.proc.poll() is None

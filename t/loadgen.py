@@ -46,9 +46,8 @@ class Client:
     copies its buffer on every line). Any error leaves it unusable: close it
     and open another."""
 
-    def __init__(self, port, timeout=REQUEST_TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=timeout)
+    def __init__(self, port, timeout=REQUEST_TIMEOUT, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.f = self.sock.makefile("rb", buffering=1 << 16)
 
@@ -140,6 +139,8 @@ class _Worker:
     def __init__(self):
         self.ok = 0
         self.errors = 0
+        self.writes_acked = 0       # sets answered STORED
+        self.writes_unknown = 0     # sets answered otherwise, or not at all
         self.by_error = collections.Counter()     # (node, text) -> count
         self.latencies = []                       # seconds, every answer
         self.ok_times = []                        # monotonic, successes
@@ -348,7 +349,7 @@ class LoadGen:
                 c = conns.get(s.node_id)
                 if c is None:
                     try:
-                        c = conns[s.node_id] = Client(s.port)
+                        c = conns[s.node_id] = Client(s.port, host=s.host)
                     except OSError as e:
                         self._count(st, s.node_id, e)
                         down_until[s.node_id] = now + RETRY_DOWN
@@ -391,12 +392,15 @@ class LoadGen:
             self._answered(st, t0, "set %s via node %d: %s" % (
                 key.decode(), node, error_text(e)))
             self._count(st, node, e)
+            st.writes_unknown += 1
             return None
         t1 = self._answered(st, t0, "set %s via node %d: %s" % (
             key.decode(), node, r.strip()[:100].decode(errors="replace")))
         if r != STORED:
             self._count(st, node, r)
+            st.writes_unknown += 1
             return False
+        st.writes_acked += 1
         kl.acked = v
         kl.pending = []
         mid, mt = self._mark
@@ -453,7 +457,7 @@ class LoadGen:
 
         def fill(part, s):
             try:
-                c = Client(s.port, timeout=30)
+                c = Client(s.port, timeout=30, host=s.host)
             except OSError as e:
                 errors.append("node %d: %s" % (s.node_id, e))
                 return
@@ -503,6 +507,13 @@ class LoadGen:
 
     def error_count(self):
         return sum(w.errors for w in self.workers)
+
+    def write_counts(self):
+        """(acknowledged, unknown): sets answered STORED, and sets answered
+        with an error or not at all (attempted: they may have taken
+        effect)."""
+        return (sum(w.writes_acked for w in self.workers),
+                sum(w.writes_unknown for w in self.workers))
 
     def errors_by_text(self):
         """{text: {node: count}}."""
@@ -608,7 +619,7 @@ class LoadGen:
                 part = keys[j:j + batch]
                 try:
                     if c is None:
-                        c = Client(s.port)
+                        c = Client(s.port, host=s.host)
                     got, err = c.get_multi(part)
                 except (OSError, _Closed) as e:
                     err = error_text(e).encode()

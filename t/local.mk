@@ -49,8 +49,9 @@ TESTS += t/unit_frontend
 # Shipped by `make dist`: the pytest suites and their helpers (t/test_meta_server.py
 # is listed in replication/local.mk), and the second fuzz target (the first and
 # t/fuzz/run.sh are listed above).
-EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/README.md
+EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/chaos.py t/netns.py t/README.md
 EXTRA_DIST += t/test_binary.py
+EXTRA_DIST += t/test_chaos.py
 EXTRA_DIST += t/test_cas.py
 EXTRA_DIST += t/test_cluster.py
 EXTRA_DIST += t/test_concurrency.py
@@ -68,6 +69,7 @@ EXTRA_DIST += t/test_meta_delete.py
 EXTRA_DIST += t/test_meta_get.py
 EXTRA_DIST += t/test_meta_set.py
 EXTRA_DIST += t/test_noreply.py
+EXTRA_DIST += t/test_partition.py
 EXTRA_DIST += t/test_pipeline.py
 EXTRA_DIST += t/test_pylibmc.py
 EXTRA_DIST += t/test_pymemcache.py

@@ -25,6 +25,7 @@ stall) and the cluster's logs. The status wording these tests rely on
 (state "failed", the recovery words) is in t/cluster.py.
 """
 
+import base64
 import os
 import re
 import shlex
@@ -39,6 +40,7 @@ from cluster import (ClusterError, LocalCluster, cluster_support,
                      up_nodes)
 from conftest import IS_FTM, SERVER_BIN
 from loadgen import Client, LoadGen, STORED
+from mc import Conn
 
 pytestmark = pytest.mark.skipif(
     not IS_FTM, reason="failover tests need ftmemcached (server under test "
@@ -197,6 +199,42 @@ def test_second_kill_after_recovery_loses_nothing(make_cluster, loads):
     lg.stop()
     print_stall(lg)
     lg.verify(c).check()
+
+
+def test_meta_stale_and_win_state_survive_failover(make_cluster):
+    """mg's stale (X) and win (W, then Z) answers and a base64 ("b") key are
+    item state, replicated with the item: after its primary is killed, the
+    promoted secondary answers exactly as the primary did."""
+    c = make_cluster(n=3)
+    # The victim: the server with the most primaries (a false failover while
+    # a loaded host formed the cluster may have left one with none).
+    rows = {n: r for n, r in c.status()["rows"].items() if r["state"] == "up"}
+    victim = max(rows, key=lambda n: rows[n]["primaries"])
+    writer, reader = [n for n in sorted(rows) if n != victim][:2]
+    keys = ["ms:%d" % i for i in range(300)]
+    owned = c.keys_of(keys, victim)
+    assert len(owned) >= 3, "node %d is primary of too few keys" % victim
+    won, fresh, binkey = owned[:3]
+    b64 = base64.b64encode(binkey.encode()).decode()
+    with Conn(c.server(writer).port) as m:
+        assert m.meta("ms %s 2" % won, "v1") == b"HD\r\n"
+        assert m.meta("md %s I" % won) == b"HD\r\n"
+        line, _ = m.meta("mg %s v" % won)  # this client wins the recache
+        assert b" W" in line and b" X" in line, line
+        assert m.meta("ms %s 2" % fresh, "v2") == b"HD\r\n"
+        assert m.meta("md %s I" % fresh) == b"HD\r\n"
+        assert m.meta("ms %s 2 b" % b64, "v3") == b"HD\r\n"
+    before = c.status()
+    c.kill_server(victim)
+    c.wait_failed(victim, before["epoch"], FAILOVER_TIMEOUT)
+    with Conn(c.server(reader).port) as m:
+        line, data = m.meta("mg %s v" % won)
+        assert data == b"v1" and b" X" in line and b" Z" in line, line
+        assert b" W" not in line, "the win was handed out twice: %r" % line
+        line, data = m.meta("mg %s v" % fresh)
+        assert data == b"v2" and b" W" in line and b" X" in line, line
+        line, data = m.meta("mg %s b k v" % b64)
+        assert data == b"v3" and (" k%s" % b64).encode() in line, line
 
 
 def test_sigstop_primary_never_serves_its_lost_keys(make_cluster, loads):

@@ -55,6 +55,7 @@ std::vector<ControlMsg> samples() {
       JoinMsg{0, 0, "10.0.0.5:11211", "10.0.0.5:40001"},
       JoinMsg{7, JoinMsg::kSpare, "[::1]:11211", "[::1]:40001"},
       JoinMsg{2, JoinMsg::kEmpty, "127.0.0.1:11212", "127.0.0.1:40002"},
+      JoinMsg{2, JoinMsg::kEmpty | JoinMsg::kWasFenced, "127.0.0.1:11212", "127.0.0.1:40002"},
       plain,
       with_heartbeat,
       MapMsg{small_map()},

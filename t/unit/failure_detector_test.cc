@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "replication/failure_detector.h"
+#include "replication/failure_monitor.h"
 
 namespace ftm::repl {
 namespace {
@@ -238,6 +239,45 @@ TEST(FailureDetectorTest, RestartResetsSamplesButKeepsWiden) {
   EXPECT_EQ(v.timeout, milliseconds(5 + 2 * 20));
 }
 
+// A server declared failed (suspected, failed over, forgotten) whose process
+// turns out to be alive and rejoins: the declaration was a false suspicion.
+// What the detector learned must survive the forget(), or a host that stalls
+// is failed over again and again at the floor (seen on a loaded 2-core host
+// forming a cluster: every rejoin came back at the 105 ms timeout).
+TEST(FailureDetectorTest, FalseFailoverWidensAndForgetKeepsWhatWasLearned) {
+  Sim s;
+  s.beat_every(milliseconds(5), std::chrono::seconds(1));
+  s.advance(milliseconds(40));
+  ASSERT_TRUE(s.beat());  // widen 2
+  s.advance(milliseconds(200));  // suspected, then declared failed...
+  ASSERT_FALSE(s.suspicions.empty());
+  s.fd.forget(1);  // ...and forgotten by the meta server
+  EXPECT_FALSE(s.view().known);
+  EXPECT_EQ(s.fd.false_failover(1), microseconds(0)) << "not watched";
+
+  s.fd.watch(1, s.now);  // it rejoins: what was learned is back
+  FailureDetector::View v = s.view();
+  EXPECT_EQ(v.widen, 2);
+  EXPECT_EQ(v.false_suspicions, 1u);
+  EXPECT_EQ(s.fd.false_failover(1), milliseconds(5 + 4 * 20)) << "widen 4";
+  v = s.view();
+  EXPECT_EQ(v.widen, 4);
+  EXPECT_EQ(v.false_suspicions, 2u);
+
+  // A stall the floor alone would call a death is now tolerated.
+  s.inc = 0xbeef;
+  s.counter = 0;
+  s.suspicions.clear();
+  s.beat_every(milliseconds(5), std::chrono::seconds(1));
+  s.advance(milliseconds(70));
+  EXPECT_FALSE(s.beat());
+  EXPECT_TRUE(s.suspicions.empty());
+
+  // Another node's history is its own.
+  s.fd.watch(2, s.now);
+  EXPECT_EQ(s.fd.view(2, s.now).widen, 1);
+}
+
 TEST(FailureDetectorTest, RepeatedOrOlderCounterIsNotAnArrival) {
   Sim s;
   s.beat_every(milliseconds(5), std::chrono::seconds(1));
@@ -280,3 +320,33 @@ TEST(FailureDetectorTest, HeartbeatFromUnknownNodeStartsWatchingIt) {
 
 }  // namespace
 }  // namespace ftm::repl
+
+// Fencing by lease (replication/lease.h): a data server's lease must end
+// before the earliest heartbeat age at which the meta server can fail it
+// over, for every floor, interval and widening, or a paused primary could
+// serve a stale read after its replacement took writes. The lease was 3/4
+// of the floor, past half the timeout, where a corroborated report fails a
+// server over.
+TEST(FailureMonitorLease, LeaseEndsBeforeAnyFailoverCanBeDeclared) {
+  using ftm::repl::FailureMonitor;
+  using std::chrono::microseconds;
+  for (int64_t floor_ms : {1, 20, 100, 250, 1000}) {
+    for (int64_t interval_us : {100, 1000, 5000, 20000}) {
+      const microseconds floor(floor_ms * 1000), interval(interval_us);
+      const microseconds lease = FailureMonitor::lease_length(floor, interval);
+      EXPECT_GT(lease.count(), 0) << floor_ms << " ms floor";
+      for (double widen : {1.0, 2.0, 64.0}) {
+        // The smallest timeout the detector can hold: floor x widen (plus
+        // a mean interval, which jitter may make small; left out).
+        const microseconds timeout(int64_t(floor.count() * widen));
+        EXPECT_LT(lease, FailureMonitor::report_age(timeout, interval))
+            << floor_ms << " ms floor, " << interval_us << " us interval, widen " << widen;
+        EXPECT_LT(lease, timeout);
+      }
+    }
+  }
+  // The defaults: 100 ms floor, 5 ms interval.
+  EXPECT_EQ(FailureMonitor::lease_length(std::chrono::milliseconds(100),
+                                         std::chrono::milliseconds(5)),
+            std::chrono::milliseconds(45));
+}

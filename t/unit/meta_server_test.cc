@@ -135,7 +135,10 @@ class MetaServerTest : public ::testing::Test {
     o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + n);
     o.backoff_initial = milliseconds(20);
     o.backoff_max = milliseconds(200);
-    o.log = [](std::string_view) {};
+    o.log = [this, n](std::string_view line) {  // shown when a test fails
+      std::lock_guard g(log_mu_);
+      log_ += "member " + std::to_string(n) + ": " + std::string(line) + "\n";
+    };
     members_.push_back(Membership::start(*client_fabric_, o));
     return *members_.back();
   }
@@ -169,6 +172,10 @@ class MetaServerTest : public ::testing::Test {
   // Joins rebalance primaries for these tests' small clusters (issue 5);
   // FourthJoinAfterBootstrapTakesSecondariesOnly lowers it.
   uint32_t bootstrap_servers_ = 8;
+  std::string logs() {
+    std::lock_guard g(log_mu_);
+    return log_;
+  }
   std::mutex log_mu_;
   std::string log_;  // the meta server's log lines
   std::unique_ptr<rdma::Fabric> meta_fabric_, client_fabric_;
@@ -373,7 +380,7 @@ TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
   uint32_t ida = a.node_id(), idb = b.node_id();
   ASSERT_TRUE(eventually([&] {
     return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
-  }, 5000)) << "no heartbeat reached the meta server";
+  }, 5000)) << "no heartbeat reached the meta server\n" << logs();
   // Alive for a while: never suspected, ages well under the timeout.
   for (int i = 0; i < 40; i++) {
     for (uint32_t id : {ida, idb}) {
@@ -425,6 +432,83 @@ TEST_F(MetaServerTest, HeartbeatsKeepMembersAliveAndSilenceIsSuspected) {
   EXPECT_EQ(m->server(idb)->state, ServerState::kUp);
   EXPECT_EQ(m->primary_count(idb), 0u);
   EXPECT_GT(m->secondary_count(idb), 0u);
+}
+
+// A member declared failed while it runs (a stall, a cut link) reads its
+// fence, empties itself and rejoins saying so (JoinMsg::kWasFenced): the
+// meta server counts the failover as a false suspicion and widens that
+// node's timeout. Before, its detector state was forgotten with the
+// failure, and a loaded host's stalling server was failed over again and
+// again at the floor's timeout.
+TEST_F(MetaServerTest, MemberFailedWhileAliveRejoinsWithAWiderTimeout) {
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);
+  bootstrap_servers_ = 2;
+  start_meta(0);
+  Membership& a = add_member();
+  Membership& b = add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
+  expect_converged();  // both have their JOIN_OK: node ids known
+  const uint32_t ida = a.node_id(), idb = b.node_id();
+  ASSERT_TRUE(eventually([&] {
+    return status_of(*meta_, ida).heartbeating && status_of(*meta_, idb).heartbeating;
+  }, 5000)) << logs();
+  const uint64_t before = status_of(*meta_, idb).heartbeat_timeout_us;
+  ASSERT_LT(before, 400000u);  // interval + the 250 ms floor
+  const uint64_t epoch = meta_->map()->epoch();
+  meta_->declare_failed(idb, "declared by the test");
+  ASSERT_EQ(meta_->map()->server(idb)->state, ServerState::kFailed);
+  // b learns its fence, drops its data and joins again under its id.
+  ASSERT_TRUE(eventually([&] {
+    const ServerInfo* s = meta_->map()->server(idb);
+    return s != nullptr && s->state == ServerState::kUp && meta_->map()->epoch() > epoch + 1 &&
+           status_of(*meta_, idb).heartbeating;
+  }, 5000)) << "the fenced member did not rejoin\n" << logs();
+  const ServerStatus s = status_of(*meta_, idb);
+  EXPECT_EQ(s.false_suspicions, 1u);
+  EXPECT_GT(s.heartbeat_timeout_us, 2 * 250000u) << "widen 2: interval + 2 x floor";
+  EXPECT_EQ(status_of(*meta_, ida).false_suspicions, 0u);
+  std::lock_guard g(log_mu_);
+  EXPECT_NE(log_.find("node " + std::to_string(idb) + " was declared failed but is alive"),
+            std::string::npos)
+      << log_;
+}
+
+// Issue 7: a metadata server cut off from everyone sees every heartbeat
+// stop at once, but each server is suspected at its own timeout. Members
+// falling silent 40 ms apart stand for that: when the first one's timeout
+// runs out the others are silent too, though not suspected yet. Nobody may
+// be declared failed (before the fix, the first one was: the others did
+// not count as suspected).
+TEST_F(MetaServerTest, EveryoneSilentFailsNobody) {
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);  // see the test above
+  bootstrap_servers_ = 3;
+  start_meta(0);
+  Membership* m[3];
+  for (auto& x : m) x = &add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 3; }, 5000));
+  expect_converged();
+  ASSERT_TRUE(eventually([&] {
+    for (auto* x : m)
+      if (!status_of(*meta_, x->node_id()).heartbeating) return false;
+    return true;
+  }, 5000)) << "no heartbeat reached the meta server";
+  const uint64_t epoch = meta_->map()->epoch();
+  for (auto* x : m) {
+    x->stop();
+    std::this_thread::sleep_for(milliseconds(40));
+  }
+  // Several timeouts: each silent member is suspected, held, watched afresh
+  // and suspected again.
+  std::this_thread::sleep_for(milliseconds(1500));
+  auto map = meta_->map();
+  EXPECT_EQ(map->epoch(), epoch);
+  for (auto* x : m)
+    EXPECT_EQ(map->server(x->node_id())->state, ServerState::kUp) << "node " << x->node_id();
+  std::lock_guard g(log_mu_);
+  EXPECT_NE(log_.find("every other server is silent too"), std::string::npos) << log_;
+  EXPECT_EQ(log_.find("declared failed"), std::string::npos) << log_;
 }
 
 // Issue 6: once bootstrap_servers have joined, live primaries never move

@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <atomic>
 #include <chrono>
@@ -227,6 +228,7 @@ TEST(EffectTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(d.client_flags, 0xdeadbeefu);
   EXPECT_EQ(d.cas, 0x123456789abcull);
   EXPECT_EQ(d.exptime, 1999999999);
+  EXPECT_EQ(d.item_bits, 0);
 
   // Each failure is told apart.
   EXPECT_EQ(decode(std::span(buf, sizeof buf), 43, 0xfeed, &d, &len), DecodeResult::kWrongLsn);
@@ -234,6 +236,27 @@ TEST(EffectTest, EncodeDecodeRoundTrip) {
   EXPECT_EQ(decode(std::span(buf, n - 8), 42, 0xfeed, &d, &len), DecodeResult::kBadLength);
   buf[100] ^= std::byte{1};
   EXPECT_EQ(decode(std::span(buf, sizeof buf), 42, 0xfeed, &d, &len), DecodeResult::kBadChecksum);
+
+  // An item's meta state travels in the kind byte; on any other kind, or
+  // with an unknown bit, the entry is malformed.
+  e.item_bits = kItemStale | kItemTokenSent | kItemKeyBinary;
+  ASSERT_EQ(encode(e, 42, 0xfeed, buf), n);
+  ASSERT_EQ(decode(std::span(buf, sizeof buf), 42, 0xfeed, &d, &len), DecodeResult::kOk);
+  EXPECT_EQ(d.kind, EffectKind::kItem);
+  EXPECT_EQ(d.item_bits, kItemStale | kItemTokenSent | kItemKeyBinary);
+  e.item_bits = kItemStale;
+  ASSERT_EQ(encode(e, 42, 0xfeed, buf), n);
+  ASSERT_EQ(decode(std::span(buf, sizeof buf), 42, 0xfeed, &d, &len), DecodeResult::kOk);
+  EXPECT_EQ(d.item_bits, kItemStale);
+  for (uint8_t kind_byte : {uint8_t{0x82}, uint8_t{0x12}, uint8_t{0x91}}) {
+    Effect t = kind_byte == 0x91 ? Item("k", "v", 0, 1) : Tombstone("k");
+    const size_t m = encode(t, 3, 1, buf);
+    buf[4] = std::byte{kind_byte};  // 0x91: kItem with the unknown bit 0x80
+    const uint64_t sum = XXH3_64bits_withSeed(buf, m - 8, 1);  // sealed again
+    std::memcpy(buf + m - 8, &sum, 8);
+    EXPECT_EQ(decode(std::span(buf, sizeof buf), 3, 1, &d, &len), DecodeResult::kMalformed)
+        << int(kind_byte);
+  }
 
   // Empty value, tombstone, flush, skip marker.
   Effect t = Tombstone("gone");

@@ -60,8 +60,8 @@ void Delete(Store& s, const std::string& key) {
   if (Item* it = t.find()) t.unlink(it);
 }
 
-// What a test compares: value, client flags, cas, exptime.
-using Copy = std::tuple<std::string, uint32_t, uint64_t, rel_time_t>;
+// What a test compares: value, client flags, cas, exptime, meta state bits.
+using Copy = std::tuple<std::string, uint32_t, uint64_t, rel_time_t, uint8_t>;
 
 // Every live item of the map partitions in `held`, keyed by key.
 std::map<std::string, Copy> Dump(Store& s, const std::vector<bool>& held) {
@@ -70,7 +70,8 @@ std::map<std::string, Copy> Dump(Store& s, const std::vector<bool>& held) {
     s.for_each_in_partition(p, [&](const Item& it) {
       if (!held[ClusterMap::partition_for_key(it.key(), held.size())]) return;
       out.emplace(std::string(it.key()),
-                  Copy{std::string(it.value()), it.client_flags, it.cas, it.exptime});
+                  Copy{std::string(it.value()), it.client_flags, it.cas, it.exptime,
+                       static_cast<uint8_t>(it.iflags & kItemReplicaBits)});
     });
   }
   return out;
@@ -152,6 +153,14 @@ TEST_F(SnapshotTest, RoundTripKeepsItemsOfHeldPartitionsExactly) {
   }
   Set(src_, "big", std::string(1u << 20, 'x'), 42);
   Set(src_, "expired", "gone", 0, clock::realtime(-1));  // not live: not written
+  // Meta state a promoted copy must answer with (mg's X, W/Z flags, and the
+  // base64 key of a "b" key): invalidated, token handed out, binary key.
+  for (int i = 0; i < 2000; i += 5) {
+    Txn t = src_.begin("key:" + std::to_string(i));
+    Item* it = t.find();
+    ASSERT_NE(it, nullptr);
+    it->iflags |= i % 2 ? (kItemStale | kItemTokenSent) : i % 3 ? kItemStale : kItemKeyBinary;
+  }
   const auto want = Dump(src_, held);
   ASSERT_GT(want.size(), 400u);
 
@@ -256,6 +265,11 @@ TEST_F(SnapshotTest, CorruptOrTruncatedSnapshotIsRefusedAndChangesNothing) {
   long_value[first_item + 8 + 3] = std::byte{0x7f};
   Reseal(long_value);
   EXPECT_EQ(SnapshotView::parse(long_value, &v), SnapshotError::kMalformed);
+  auto bits = snap;  // an item bit no replica may copy (kItemLinked)
+  bits[first_item + 13] = std::byte{kItemLinked};
+  Reseal(bits);
+  EXPECT_EQ(SnapshotView::parse(bits, &v, &why), SnapshotError::kMalformed);
+  EXPECT_NE(why.find("item bits"), std::string::npos) << why;
   auto count = snap;  // item count disagrees with the records
   count[24] ^= std::byte{1};
   Reseal(count);
