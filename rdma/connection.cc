@@ -169,7 +169,11 @@ std::shared_ptr<OpState> post(const std::shared_ptr<ConnState>& c, Kind kind,
     ssize_t ret;
     {
       std::lock_guard g(c->mu);
-      if (!c->ep || c->phase != Phase::kConnected) {
+      // A receive may be posted while connecting: the handshake posts the
+      // one for the peer's proof before the peer can send it.
+      bool usable = c->phase == Phase::kConnected ||
+                    (kind == Kind::kRecv && c->phase == Phase::kConnecting);
+      if (!c->ep || !usable) {
         Status why = c->why.is_ok()
                          ? Status(Code::kClosed, c->peer, name, "not connected")
                          : Status(c->why.code(), c->peer, name,

@@ -31,7 +31,10 @@
 #include <utility>
 #include <vector>
 
+#include "rdma/cluster_secret.h"
+#include "rdma/connection.h"
 #include "rdma/fabric_domain.h"
+#include "rdma/memory_region.h"
 #include "rdma/status.h"
 
 namespace ftm::rdma::detail {
@@ -100,6 +103,11 @@ struct ConnState {
   std::string peer;            // "'identity' at addr"
   std::string peer_identity;
   std::string addr;
+  // Handshake nonces (cluster_secret.h): ours, and the one the peer sent in
+  // its private data (empty if it sent none). Set before the phase leaves
+  // kConnecting; read only by the thread running connect/accept.
+  std::string my_nonce;
+  std::string peer_nonce;
   std::unordered_map<OpState*, std::shared_ptr<OpState>> inflight;
 };
 
@@ -107,6 +115,7 @@ struct PendingConnReq {
   fi_info* info = nullptr;  // owned: fi_freeinfo or hand to fi_endpoint
   std::string identity;
   std::string addr;
+  std::string nonce;  // the connector's handshake nonce, empty if none
 };
 
 struct ListenerState {
@@ -121,10 +130,45 @@ struct ListenerState {
 };
 
 // Identity exchanged in the connect/accept private data (fi_cm(3) param),
-// peer_identity.cc: 4-byte magic, 2-byte length, the identity bytes.
-std::vector<uint8_t> encode_identity(const std::string& id);
+// peer_identity.cc: 4-byte magic, 2-byte length, the identity bytes, and
+// if `nonce` is not empty a 4-byte magic and the kNonceSize-byte nonce.
+// The identity is cut so the whole fits `limit` bytes (the endpoint's
+// cm_data_limit); *sent (if not null) gets the identity as sent.
+std::vector<uint8_t> encode_identity(const std::string& id,
+                                     const std::string& nonce = {},
+                                     size_t limit = SIZE_MAX,
+                                     std::string* sent = nullptr);
+// The most private data the endpoint's provider carries on connect/accept
+// (FI_OPT_CM_DATA_SIZE; verbs on InfiniBand: 56 bytes less its header), or
+// SIZE_MAX if it does not say.
+size_t cm_data_limit(fid_ep* ep);
 // False if `data` is not an identity of ours (wrong magic or length).
-bool decode_identity(const uint8_t* data, size_t len, std::string* id);
+// `nonce` (if not null) gets the handshake nonce, or empty if there is none.
+bool decode_identity(const uint8_t* data, size_t len, std::string* id,
+                     std::string* nonce = nullptr);
+
+// The cluster-secret handshake of one connection (handshake.cc,
+// cluster_secret.h). Used by Fabric::connect and Listener::accept only when
+// the domain has a secret. Destroy the Connection (tearing it down) before
+// the Handshake: the posted receive points into `mem`.
+struct Handshake {
+  // Draws our nonce, registers `mem` and posts the receive for the peer's
+  // proof. Call after make_endpoint and before fi_connect/fi_accept, so the
+  // proof cannot arrive before its receive. Errors: kFabricError.
+  Status start(const std::shared_ptr<Domain>& d, Connection& conn);
+  // Once connected: sends our proof as the first message and checks the
+  // peer's. Errors: kAuthFailed (the peer sent no nonce or a wrong proof),
+  // else the send/receive failure (kTimeout after connect_timeout, kPeerLost).
+  // The caller tears the connection down on any error.
+  Status finish(Connection& conn, const std::shared_ptr<ConnState>& c,
+                HandshakeRole role);
+
+  std::string nonce;     // ours
+  std::string identity;  // ours, as sent in the private data (maybe cut)
+  alignas(64) std::byte mem[2 * kProofSize];  // [peer's proof | ours]
+  std::unique_ptr<MemoryRegion> mr;
+  Op recv;
+};
 // "1.2.3.4:port" / "[::1]:port" for a sockaddr_in/in6, "?" otherwise.
 std::string sockaddr_to_string(const void* sa);
 // fi_strerror of a positive or negative code, with the number.
@@ -163,7 +207,12 @@ struct Domain : std::enable_shared_from_this<Domain> {
   bool prov_key = false;
   bool delivery_complete = false;
   size_t max_msg_size = 0;
-  std::atomic<uint64_t> next_key{1};
+  // Requested memory region keys (no FI_MR_PROV_KEY) are random and masked
+  // to the provider's mr_key_size: a peer cannot guess a region's key from
+  // another's.
+  uint64_t key_mask = ~0ull;
+  // Non-empty: every connection must pass the handshake (cluster_secret.h).
+  std::string secret;
 
   std::mutex cq_mu;  // whoever reads the CQ and dispatches holds this
   std::mutex map_mu;
@@ -179,6 +228,16 @@ struct Domain : std::enable_shared_from_this<Domain> {
 
   std::mutex fail_mu;
   std::vector<std::pair<std::shared_ptr<ConnState>, Status>> to_fail;
+
+  // Ops teardown() completed as abandoned, kept alive for kAbandonedKeep:
+  // a completion's op_context is the op's own memory, and dispatch reads
+  // the op to find its connection before it can tell the op is no longer
+  // in flight; a provider reporting a flushed op after the close (seen as a
+  // crash under packet loss, issue 7) would otherwise have it read freed
+  // memory. Only the progress thread and teardown touch it.
+  std::mutex abandoned_mu;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<OpState>>>
+      abandoned;
 
   std::atomic<int> active{0};    // ops with deadlines + handshakes running
   std::atomic<int> drivers{0};   // application threads inside Op::wait
@@ -196,6 +255,9 @@ struct Domain : std::enable_shared_from_this<Domain> {
   bool drive();
   // Called with cq_mu held.
   int drain_locked();
+  // Frees the abandoned ops kept longer than kAbandonedKeep (progress
+  // thread, once per deadline scan).
+  void release_abandoned(std::chrono::steady_clock::time_point now);
   // Idle wait: fi_trywait, then poll the CQ, EQ and wake fds up to `ms`.
   // Returns true if woken by traffic on the CQ's fd (incoming data).
   bool idle_wait(int ms);
@@ -230,6 +292,15 @@ struct Domain : std::enable_shared_from_this<Domain> {
 // an event, before it looks the event's fid up (so a test can widen that
 // window). Null in production; set only while no Fabric exists.
 extern std::atomic<void (*)()> after_eq_read_hook;
+
+// Test hooks, for tests that play a rogue peer; null/false in production.
+// proof_hook: Handshake::finish passes the proof it is about to send
+// through it (a test records one, or replaces it: a replayed proof; an
+// empty one is not sent at all: a peer that stays silent).
+extern std::atomic<void (*)(HandshakeRole, std::string*)> proof_hook;
+// skip_proof_check: Handshake::finish waits for the peer's proof but
+// ignores what it says (a rogue that goes on after failing the handshake).
+extern std::atomic<bool> skip_proof_check;
 
 }  // namespace ftm::rdma::detail
 

@@ -181,18 +181,18 @@ Result<std::unique_ptr<Fabric>> Fabric::open(const FabricOptions& options) {
   if ((ret = fi_cq_open(d->domain, &cq_attr, &d->cq, nullptr)))
     return fab_err("fi_cq_open", ret);
 
-  // Requested keys must be unique within the domain; start from a value
-  // unlikely to collide with a previous incarnation's keys in a peer's
-  // stale descriptor.
-  d->next_key = (uint64_t(getpid()) << 20) ^
-                uint64_t(detail::Clock::now().time_since_epoch().count() & 0xfffff);
+  // Requested keys are drawn at random (memory_region.cc): never
+  // sequential, so knowing one region's key says nothing about another's.
   if (fi->domain_attr->mr_key_size && fi->domain_attr->mr_key_size < 8)
-    d->next_key = d->next_key & ((1ull << (8 * fi->domain_attr->mr_key_size)) - 1);
-  if (d->next_key == 0) d->next_key = 1;
+    d->key_mask = (1ull << (8 * fi->domain_attr->mr_key_size)) - 1;
+  d->secret = options.cluster_secret;
 
   if (Status st = d->init_wait(); !st) return st;
   d->start();
-  std::string line = "rdma: " + d->description + " identity=" + d->identity;
+  std::string line = "rdma: " + d->description + " identity=" + d->identity +
+                     (d->secret.empty() ? " auth=none (open to any process "
+                                          "that reaches the fabric address)"
+                                        : " auth=cluster-secret");
   if (options.log)
     options.log(line);
   else
@@ -296,9 +296,20 @@ Result<std::unique_ptr<Connection>> Fabric::connect(
   c->addr = where;
   c->peer = "'?' at " + where;
   d_->active++;  // busy-poll the EQ while the handshake runs
+  // Destroyed after `conn` (declared first): its receive points into it.
+  detail::Handshake hs;
+  std::unique_ptr<Connection> conn;
   Status st = d_->make_endpoint(fi, c, "connect");
   if (st) {
-    std::vector<uint8_t> cm = detail::encode_identity(d_->identity);
+    conn.reset(new Connection(d_, c));
+    if (!d_->secret.empty()) {
+      st = hs.start(d_, *conn);
+      if (!st) d_->teardown(c, st, detail::Phase::kBroken);
+    }
+  }
+  if (st) {
+    std::vector<uint8_t> cm = detail::encode_identity(
+        d_->identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
     ret = fi_connect(c->ep, fi->dest_addr, cm.data(), cm.size());
     if (ret) {
       st = Status(Code::kFabricError, where, "connect",
@@ -320,9 +331,13 @@ Result<std::unique_ptr<Connection>> Fabric::connect(
       st = c->why;
     }
   }
+  if (st && !d_->secret.empty()) {
+    st = hs.finish(*conn, c, HandshakeRole::kConnector);
+    if (!st) d_->teardown(c, st, detail::Phase::kBroken);
+  }
   d_->active--;
   if (!st) return st;
-  return std::unique_ptr<Connection>(new Connection(d_, std::move(c)));
+  return conn;
 }
 
 }  // namespace ftm::rdma

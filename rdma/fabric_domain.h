@@ -76,6 +76,12 @@ struct FabricOptions {
   // This process's name, sent to peers on connect and used in their error
   // messages; empty = "<hostname>:<pid>". At most 100 bytes.
   std::string identity;
+  // The cluster secret (load_cluster_secret, --cluster-secret-file). Non-
+  // empty: connect() and accept() return a connection only after both ends
+  // proved knowledge of it (cluster_secret.h); a connection request without
+  // a handshake nonce is rejected before an endpoint is created. Empty: no
+  // handshake; anyone who reaches a listener may connect.
+  std::string cluster_secret;
   // Default deadline of every posted write, read and send (recvs have none
   // unless given one). At the deadline the operation fails with kTimeout and
   // the connection is torn down.
@@ -130,9 +136,13 @@ class Fabric {
   Result<std::unique_ptr<Listener>> listen(std::string_view host,
                                            uint16_t port);
 
-  // Connects to a listener and exchanges identities. timeout 0 = the
-  // configured connect_timeout. Errors: kConnectRefused (nobody listens),
-  // kTimeout, kPeerLost (rejected), kFabricError; all name host:port.
+  // Connects to a listener and exchanges identities; with a cluster secret
+  // also runs the handshake (both ends prove the secret) before returning.
+  // timeout 0 = the configured connect_timeout. Errors: kConnectRefused
+  // (nobody listens), kTimeout, kPeerLost (rejected: also what a listener
+  // with a secret answers a connector without one), kAuthFailed (the
+  // listener has no secret or a different one), kFabricError; all name
+  // host:port.
   Result<std::unique_ptr<Connection>> connect(
       std::string_view host, uint16_t port,
       std::chrono::milliseconds timeout = std::chrono::milliseconds(0));

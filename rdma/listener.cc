@@ -52,13 +52,23 @@ Result<std::unique_ptr<Connection>> Listener::accept(
     c->dom = l_->dom;
     c->addr = req.addr;
     c->peer_identity = req.identity;
+    c->peer_nonce = req.nonce;
     c->peer = "'" + req.identity + "' at " + req.addr;
     d.active++;
+    // Destroyed after `conn` (declared first): its receive points into it.
+    detail::Handshake hs;
+    std::unique_ptr<Connection> conn;
     Status st = d.make_endpoint(req.info, c, "accept");
+    if (st) {
+      conn.reset(new Connection(d_, c));
+      if (!d.secret.empty()) st = hs.start(d_, *conn);
+    }
     if (!st) {
       fi_reject(l_->pep, req.info->handle, nullptr, 0);
+      if (conn) d.teardown(c, st, Phase::kBroken);
     } else {
-      std::vector<uint8_t> cm = detail::encode_identity(d.identity);
+      std::vector<uint8_t> cm = detail::encode_identity(
+          d.identity, hs.nonce, detail::cm_data_limit(c->ep), &hs.identity);
       int ret = fi_accept(c->ep, cm.data(), cm.size());
       if (ret) {
         st = Status(Code::kFabricError, c->peer, "accept",
@@ -82,8 +92,15 @@ Result<std::unique_ptr<Connection>> Listener::accept(
         st = c->why;
       }
     }
+    if (st && !d.secret.empty()) {
+      st = hs.finish(*conn, c, HandshakeRole::kAcceptor);
+      if (!st) d.teardown(c, st, Phase::kBroken);
+    }
     d.active--;
-    if (st) return std::unique_ptr<Connection>(new Connection(d_, std::move(c)));
+    if (st) return conn;
+    // A connector that failed the proof is reported at once, so the caller
+    // can log the refusal (its connection is already torn down).
+    if (st.code() == Code::kAuthFailed) return st;
     // A connector that vanished mid-handshake should not fail accept() for
     // everyone: report it only if there is nothing else to accept in time.
     if (detail::Clock::now() >= until) return st;

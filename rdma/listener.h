@@ -32,8 +32,13 @@ class Listener {
   std::string address() const;
 
   // Waits up to `timeout` for a connection request, accepts it and returns
-  // the established connection. Errors: kTimeout (nobody connected),
-  // kPeerLost (the connector went away during the handshake), kFabricError.
+  // the established connection. With a cluster secret, only a connector
+  // that proved it (cluster_secret.h): one that sent no nonce was rejected
+  // by the progress thread (accept() never sees it), one whose proof is
+  // wrong or late (more than connect_timeout) is disconnected and reported.
+  // Errors: kTimeout (nobody connected), kPeerLost (the connector went away
+  // during the handshake), kAuthFailed (the connector failed the proof;
+  // call accept() again for the next one), kFabricError.
   Result<std::unique_ptr<Connection>> accept(std::chrono::milliseconds timeout);
 
  private:

@@ -2,6 +2,7 @@
 // answered: provider keys (FI_MR_PROV_KEY, verbs) or requested keys (tcp).
 #include "rdma/memory_region.h"
 
+#include "rdma/cluster_secret.h"
 #include "rdma/domain_internal.h"
 
 namespace ftm::rdma {
@@ -31,10 +32,12 @@ RegionDescriptor MemoryRegion::descriptor() const {
 
 Status MemoryRegion::register_now() {
   int ret = -FI_ENOKEY;
-  // Requested keys can collide with ones still registered (after a wrap or
-  // with a peer-chosen key space): try a few fresh ones.
+  // Requested keys are random (never sequential: a peer must not guess one
+  // region's key from another's); one may collide with a key still
+  // registered, so try a few fresh ones.
   for (int attempt = 0; attempt < 8; attempt++) {
-    uint64_t want = d_->prov_key ? 0 : d_->next_key.fetch_add(1);
+    uint64_t want = 0;
+    while (!d_->prov_key && want == 0) want = random_u64() & d_->key_mask;
     fid_mr* mr = nullptr;
     ret = fi_mr_reg(d_->domain, mem_.data(), mem_.size(), access_, 0, want, 0,
                     &mr, nullptr);

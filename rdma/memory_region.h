@@ -32,6 +32,7 @@ namespace ftm::rdma {
 
 namespace detail {
 struct Domain;
+struct Handshake;
 }
 
 class MemoryRegion {
@@ -62,6 +63,7 @@ class MemoryRegion {
 
  private:
   friend class Fabric;
+  friend struct detail::Handshake;
   MemoryRegion(std::shared_ptr<detail::Domain> d, std::span<std::byte> mem,
                uint64_t access)
       : d_(std::move(d)), mem_(mem), access_(access) {}

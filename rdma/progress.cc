@@ -54,6 +54,9 @@ constexpr int kEmptyWaitMs = 50;
 constexpr auto kLinger = std::chrono::microseconds(200);
 // Nap length while an application thread drives the CQ.
 constexpr auto kStepAside = std::chrono::microseconds(250);
+// How long teardown's abandoned ops stay allocated (see Domain::abandoned):
+// far longer than a provider takes to report a flushed operation.
+constexpr auto kAbandonedKeep = std::chrono::seconds(10);
 }  // namespace
 
 std::string fi_error_string(int err) {
@@ -200,6 +203,7 @@ void Domain::dispatch(const fi_cq_data_entry& e) {
 }
 
 void Domain::dispatch_error(const fi_cq_err_entry& e) {
+  if (e.op_context == nullptr) return;  // an error of no operation of ours
   auto* op = reinterpret_cast<OpState::Ctx*>(e.op_context)->self;
   std::shared_ptr<OpState> keep;
   std::shared_ptr<ConnState> c = op->conn;
@@ -330,7 +334,24 @@ void Domain::teardown(const std::shared_ptr<ConnState>& c, Status why,
     }
     complete(op.get(), std::move(st), 0);
   }
+  if (!left.empty()) {  // see `abandoned`
+    const auto now = Clock::now();
+    std::lock_guard g(abandoned_mu);
+    for (auto& op : left) abandoned.emplace_back(now, std::move(op));
+  }
   c->cv.notify_all();
+}
+
+void Domain::release_abandoned(Clock::time_point now) {
+  std::deque<std::pair<Clock::time_point, std::shared_ptr<OpState>>> old;
+  {
+    std::lock_guard g(abandoned_mu);
+    while (!abandoned.empty() && now - abandoned.front().first > kAbandonedKeep) {
+      old.push_back(std::move(abandoned.front()));
+      abandoned.pop_front();
+    }
+  }
+  // Freed outside the lock: an op's destructor may release a connection.
 }
 
 void Domain::poll_eq() {
@@ -353,8 +374,13 @@ void Domain::poll_eq() {
       }
       Status st;
       if (connecting && (err.err == FI_ECONNREFUSED || err.err == ECONNREFUSED))
+        // A listener that requires the cluster secret rejects a request
+        // without a handshake nonce the same way (fi_reject).
         st = Status(Code::kConnectRefused, c->addr, "connect",
-                    "connection refused (nobody listens there)");
+                    secret.empty()
+                        ? "connection refused (nobody listens there, or the "
+                          "listener requires --cluster-secret-file)"
+                        : "connection refused (nobody listens there)");
       else if (connecting)
         st = Status(Code::kPeerLost, c->peer, "connect",
                     "handshake failed: " + fi_error_string(err.err));
@@ -380,7 +406,12 @@ void Domain::poll_eq() {
       PendingConnReq req;
       req.info = cm->info;
       req.addr = sockaddr_to_string(cm->info ? cm->info->dest_addr : nullptr);
-      bool valid = decode_identity(cm->data, data_len, &req.identity);
+      bool valid =
+          decode_identity(cm->data, data_len, &req.identity, &req.nonce);
+      // With a cluster secret, a request without a handshake nonce comes
+      // from a process that cannot prove it: refuse it before any endpoint
+      // exists.
+      if (!secret.empty() && req.nonce.empty()) valid = false;
       bool queued = false;
       if (l) {
         // Under l->mu: the Listener's destructor closes the pep under it.
@@ -390,7 +421,8 @@ void Domain::poll_eq() {
           queued = true;
           l->cv.notify_all();
         } else if (l->pep && cm->info) {
-          // Not one of ours (no identity), or the listener is closing.
+          // Not one of ours (no identity, or no nonce while we require the
+          // handshake), or the listener is closing.
           fi_reject(l->pep, cm->info->handle, nullptr, 0);
         }
       }
@@ -405,7 +437,7 @@ void Domain::poll_eq() {
     if (event == FI_CONNECTED) {
       std::lock_guard g(c->mu);
       std::string id;
-      if (data_len && decode_identity(cm->data, data_len, &id)) {
+      if (data_len && decode_identity(cm->data, data_len, &id, &c->peer_nonce)) {
         c->peer_identity = id;
         c->peer = "'" + id + "' at " + c->addr;
       }
@@ -469,6 +501,7 @@ void Domain::loop() {
     if (!stepping_aside || now >= next_scan) poll_eq();
     if (now >= next_scan) {
       check_deadlines();
+      release_abandoned(now);
       next_scan = now + kDeadlineScan;
     }
     // An application thread inside Op::wait drives the CQ itself (for every

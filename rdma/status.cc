@@ -16,6 +16,7 @@ const char* code_name(Code c) {
     case Code::kOutOfBounds: return "out_of_bounds";
     case Code::kClosed: return "closed";
     case Code::kFabricError: return "fabric_error";
+    case Code::kAuthFailed: return "auth_failed";
   }
   return "unknown";
 }

@@ -31,6 +31,8 @@ enum class Code {
   kOutOfBounds,        // an access past the end of a local or remote region
   kClosed,             // the connection or region was closed locally
   kFabricError,        // any other libfabric failure (message has fi_strerror)
+  kAuthFailed,         // the peer did not prove knowledge of the cluster
+                       // secret (or this side has none and it asked for one)
 };
 
 // Short stable name of a code ("timeout", "peer_lost", ...), for logs/stats.

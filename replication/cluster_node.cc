@@ -152,6 +152,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   fo.provider = options.provider;
   fo.local_addr = options.fabric_host;
   fo.progress = options.progress;
+  fo.cluster_secret = options.cluster_secret;
   // Peers name this server in their errors by its client address.
   if (!options.memcached_addr.empty()) fo.identity = "ftmemcached@" + options.memcached_addr;
   fo.log = [p](std::string_view line) { p->log(std::string(line)); };
@@ -166,6 +167,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   mo.fabric = n->fabric_.get();
   mo.listen_host = options.fabric_host;
   mo.listen_port = options.fabric_port;
+  mo.log = [p](std::string_view line) { p->log(std::string(line)); };
   if (options.settings != nullptr) {
     // A forwarded request carries at most one item, a reply (multi-get)
     // several: room for a few of the largest.

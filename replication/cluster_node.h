@@ -76,6 +76,9 @@ class ClusterNode final : public Cluster {
     rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;  // --fabric
     rdma::ProgressMode progress = rdma::ProgressMode::kAdaptive;  // --fabric-progress
     std::string fabric_host = "127.0.0.1";  // --fabric-listen
+    // --cluster-secret-file's contents (rdma::load_cluster_secret); empty:
+    // fabric connections are not authenticated.
+    std::string cluster_secret;
     uint16_t fabric_port = 0;
     std::string memcached_addr;        // host:port announced to clients/ctl
     // Bytes of each replication ring asked of a secondary (0: the

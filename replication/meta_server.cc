@@ -284,7 +284,13 @@ void MetaServer::accept_loop() {
     reap_sessions(false);
     watch_absent();
     if (spawner_) spawner_->reap();
-    if (!c) continue;  // kTimeout, or a connector that went away
+    if (!c) {
+      // kTimeout, or a connector that went away; a refused proof of the
+      // cluster secret is logged.
+      if (c.status().code() == rdma::Code::kAuthFailed)
+        log("ftmemcached-meta: refused a connection: " + c.status().to_string());
+      continue;
+    }
     std::string peer = (*c)->peer();
     auto ch = ControlChannel::open(*fabric_, std::move(c).value(),
                                    kMetaRecvSize, kMetaRecvDepth);

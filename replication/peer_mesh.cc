@@ -573,7 +573,13 @@ void PeerMesh::Impl::accept_loop() {
   while (!stopping.load()) {
     reap(false);
     auto c = listener->accept(std::chrono::milliseconds(100));
-    if (!c) continue;  // kTimeout mostly; a failed handshake is the peer's problem
+    if (!c) {
+      // kTimeout mostly; a failed handshake is the peer's problem, but a
+      // refused proof of the cluster secret is worth a line in the log.
+      if (c.status().code() == rdma::Code::kAuthFailed && opts.log)
+        opts.log("peer mesh: refused a connection: " + c.status().to_string());
+      continue;
+    }
     auto l = std::make_shared<Link>();
     l->mesh = this;
     l->conn = std::shared_ptr<rdma::Connection>(std::move(c).value());

@@ -73,6 +73,9 @@ class PeerMesh {
     std::chrono::milliseconds handler_wait{3000};
     // Receive buffers posted per connection.
     int recv_depth = 4;
+    // Where refused connections (a wrong proof of the cluster secret) are
+    // reported, from the accept thread; empty: not reported.
+    std::function<void(std::string_view)> log;
   };
 
   // Starts listening and accepting peers. Errors: the listener's.

@@ -5,7 +5,7 @@
 # Skips apt entirely when everything is already installed.
 set -euo pipefail
 build_pkgs=(g++ make autoconf automake libtool pkg-config
-            libevent-dev libjemalloc-dev libxxhash-dev libfabric-dev libfabric-bin
+            libevent-dev libjemalloc-dev libxxhash-dev libfabric-dev libfabric-bin libssl-dev
             libgtest-dev libbenchmark-dev libsasl2-dev libsasl2-modules
             netcat-openbsd)
 test_pkgs=(python3 python3-pytest python3-pymemcache python3-pylibmc

@@ -194,6 +194,18 @@ void Conn::process() {
       fprintf(stderr, "%d: Client using the %s protocol\n", fd_, binary ? "binary" : "ascii");
     }
   }
+  if (wpos_ > 0 && wpos_ >= pending()) {
+    // A reply streamed to a slow reader: drop what was sent, so out_ holds
+    // at most the high-water mark plus one request's reply, not everything
+    // ever sent while it never quite emptied. Moves at most as many bytes
+    // as were sent since the last time.
+    out_.erase(0, wpos_);
+    if (barrier_pending_) hold_ -= wpos_;
+    wpos_ = 0;
+  }
+  // Cluster mode composes gathered replies whole and holds replies behind
+  // the replication barrier: no pausing there.
+  session_.out_pause_at = session_.ctx->cluster != nullptr ? SIZE_MAX : wpos_ + kOutHighWater;
   const size_t out_before = out_.size();
   ProtoResult r;
   if (proto_ == Proto::kBinary) {
@@ -224,8 +236,12 @@ void Conn::process() {
     closing_ = true;  // the parser asked for more than any request can hold
     return;
   }
-  if (r.yielded) {
-    worker_->stats().conn_yields.add();
+  if (r.yielded || r.paused) {
+    // Paused: the output is at the high-water mark. If the socket takes it
+    // all at once no write event comes, so come back either way; with the
+    // output still high, process() returns at once and the write event
+    // resumes.
+    if (r.yielded) worker_->stats().conn_yields.add();
     if (!resume_pending_) {
       resume_pending_ = true;
       event_active(resume_ev_, 0, 0);
@@ -245,10 +261,11 @@ ProtoResult Conn::process_logged(std::string_view in, int max_requests) {
     total.consumed += r.consumed;
     total.need = r.need;
     total.close = r.close;
+    total.paused = r.paused;
     total.remote = r.remote;
     total.remote_node = r.remote_node;
     total.remote_len = r.remote_len;
-    if (r.close || !r.yielded) return total;
+    if (r.close || r.paused || !r.yielded) return total;
   }
   total.yielded = true;
   return total;

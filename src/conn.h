@@ -3,7 +3,12 @@
 // buffer written with partial-write handling, and the protocol Session.
 // Requests are handed to text_process in arrival order, so pipelined
 // requests are answered in order. While more than kOutHighWater bytes of
-// replies are unsent the connection stops reading and parsing (backpressure).
+// replies are unsent the connection stops reading and parsing (backpressure);
+// the parser itself stops at that mark (Session::out_pause_at), between
+// requests or between two keys of a get, so a connection's output stays
+// under kOutHighWater plus one item however much the client asks for and
+// however slowly it reads (standalone mode; cluster mode builds gathered
+// replies whole).
 //
 // Cluster mode (WorkerContext::cluster set): a request the parser reports as
 // remote (ProtoResult::remote) is sent to its owner(s) through a Gather

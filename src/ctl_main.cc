@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config.h"
+#include "rdma/cluster_secret.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
 #include "replication/inspect.h"
@@ -44,6 +45,7 @@ void print_usage(FILE* out) {
       "-m, --meta=HOST:PORT      the metadata server (default: "
       "127.0.0.1:11311)\n"
       "    --fabric=auto|verbs|tcp  fabric provider (default: auto)\n"
+      "    --cluster-secret-file=FILE  the cluster's secret (as the servers')\n"
       "-t, --timeout=MS          give up after MS milliseconds (default: "
       "5000)\n"
       "-h, --help                print this help and exit\n"
@@ -297,6 +299,7 @@ int digest(rdma::Fabric& fabric, const repl::ClusterMap& m, long timeout_ms) {
 const struct option kLongOpts[] = {
     {"meta", required_argument, nullptr, 'm'},
     {"fabric", required_argument, nullptr, 256},
+    {"cluster-secret-file", required_argument, nullptr, 257},
     {"timeout", required_argument, nullptr, 't'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -309,6 +312,7 @@ int main(int argc, char** argv) {
   std::string meta = "127.0.0.1:11311";
   rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;
   long timeout_ms = 5000;
+  std::string secret_file;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":m:t:hV", kLongOpts, nullptr)) != -1) {
@@ -329,6 +333,10 @@ int main(int argc, char** argv) {
                              "' is not one of auto, verbs, tcp");
         break;
       }
+      case 257:
+        if (!*optarg) return usage_error("--cluster-secret-file: empty file name");
+        secret_file = optarg;
+        break;
       case 't': {
         char* end = nullptr;
         timeout_ms = std::strtol(optarg, &end, 10);
@@ -380,6 +388,15 @@ int main(int argc, char** argv) {
   if (hp->first == "localhost" || hp->first.rfind("127.", 0) == 0)
     fo.local_addr = "127.0.0.1";
   fo.identity = "ftmemcached-ctl";
+  if (!secret_file.empty()) {
+    auto secret = rdma::load_cluster_secret(secret_file);
+    if (!secret) {
+      std::fprintf(stderr, "ftmemcached-ctl: %s\n",
+                   secret.status().to_string().c_str());
+      return EX_CONFIG;
+    }
+    fo.cluster_secret = std::move(*secret);
+  }
   fo.connect_timeout = std::chrono::milliseconds(timeout_ms);
   fo.log = [](std::string_view) {};  // keep stdout/stderr for the answer
   auto fabric = rdma::Fabric::open(fo);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "rdma/cluster_secret.h"
 #include "rdma/fabric_info.h"
 #include "replication/cluster_node.h"
 #include "src/auth_file.h"
@@ -169,6 +170,14 @@ std::unique_ptr<ftm::repl::ClusterNode> start_cluster(const ftm::Settings& s, ft
                : s.fabric_progress == "block" ? ftm::rdma::ProgressMode::kBlocking
                                               : ftm::rdma::ProgressMode::kAuto;
   o.fabric_host = s.fabric_host;
+  if (!s.cluster_secret_file.empty()) {
+    auto secret = ftm::rdma::load_cluster_secret(s.cluster_secret_file);
+    if (!secret) {
+      *err = "cluster: " + secret.status().to_string();
+      return nullptr;
+    }
+    o.cluster_secret = std::move(*secret);
+  }
   o.fabric_port = static_cast<uint16_t>(s.fabric_port);
   o.ring_size = s.replication_ring_size;
   o.failover_wait = std::chrono::milliseconds(s.failover_wait_ms);

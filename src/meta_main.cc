@@ -13,6 +13,7 @@
 #include <string>
 
 #include "config.h"
+#include "rdma/cluster_secret.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
 #include "replication/meta_server.h"
@@ -34,6 +35,8 @@ void print_usage(FILE* out) {
       "-P, --partitions=P        partitions, fixed for the cluster's life\n"
       "                          (default: 1024, or the state dir's)\n"
       "    --fabric=auto|verbs|tcp  fabric provider (default: auto)\n"
+      "    --cluster-secret-file=FILE  secret shared by the cluster (mode 600);\n"
+      "                          without it any process reaching --listen may join\n"
       "    --heartbeat-interval=MS  how often data servers write their heartbeat\n"
       "                          (default: 5; 0: no heartbeats, no failure detection)\n"
       "    --detector-floor=MS   smallest margin the failure detector adds to a\n"
@@ -68,7 +71,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
 }
 
 enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor, kOptBootstrap,
-       kOptSpawnCmd };
+       kOptClusterSecret, kOptSpawnCmd };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -79,6 +82,7 @@ const struct option kLongOpts[] = {
     {"heartbeat-interval", required_argument, nullptr, kOptHeartbeatInterval},
     {"detector-floor", required_argument, nullptr, kOptDetectorFloor},
     {"bootstrap-servers", required_argument, nullptr, kOptBootstrap},
+    {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
     {"spawn-cmd", required_argument, nullptr, kOptSpawnCmd},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
   mo.state_dir = "./ftm-meta-state";
   std::string listen = "127.0.0.1:11311";
   rdma::ProviderChoice provider = rdma::ProviderChoice::kAuto;
+  std::string secret_file;
 
   opterr = 0;
   int c;
@@ -150,6 +155,10 @@ int main(int argc, char** argv) {
                              "' is not a number from 0 to " +
                              std::to_string(repl::ClusterMap::kMaxServers));
         break;
+      case kOptClusterSecret:
+        if (!*optarg) return usage_error("--cluster-secret-file: empty file name");
+        secret_file = optarg;
+        break;
       case kOptSpawnCmd:
         if (auto t = repl::expand_spawn_template(optarg, repl::SpawnVars{}); !t)
           return usage_error(t.status().message());
@@ -197,6 +206,15 @@ int main(int argc, char** argv) {
   // Heartbeats land through the progress thread: on a starved host a
   // normal-priority one would delay them into false suspicions.
   fo.realtime_progress = true;
+  if (!secret_file.empty()) {
+    auto secret = rdma::load_cluster_secret(secret_file);
+    if (!secret) {
+      std::fprintf(stderr, "ftmemcached-meta: %s\n",
+                   secret.status().to_string().c_str());
+      return EX_CONFIG;
+    }
+    fo.cluster_secret = std::move(*secret);
+  }
   auto fabric = rdma::Fabric::open(fo);
   if (!fabric) {
     std::fprintf(stderr, "ftmemcached-meta: --fabric: %s\n",

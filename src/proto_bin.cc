@@ -594,6 +594,10 @@ ProtoResult bin_process(Session& session, std::string_view in, std::string& out,
       if (!rest.empty()) r.need = r.consumed + bin::kHeaderLen;
       return r;
     }
+    if (out.size() >= session.out_pause_at) {
+      r.paused = true;  // the client reads first (see text_process)
+      return r;
+    }
     if (handled >= max_requests) {
       r.yielded = true;
       return r;

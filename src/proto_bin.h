@@ -25,7 +25,8 @@ inline constexpr unsigned char kBinaryRequestMagic = 0x80;
 // Handles as many complete binary requests in `in` as there are (at most
 // max_requests), appending responses to `out` in order (quiet variants
 // append nothing on the outcomes they suppress). Returns consumed/need/close
-// as text_process does. A malformed header or lengths that do not add up get
+// (and paused, once `out` reaches session.out_pause_at) as text_process
+// does. A malformed header or lengths that do not add up get
 // memcached's error status and, where memcached does, a closed connection;
 // never a read past `in`. In cluster mode a frame whose key another node
 // owns, and Flush, stop the parser as in text_process (ProtoResult::remote,

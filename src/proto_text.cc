@@ -393,6 +393,10 @@ ProtoResult text_process(Session& session, std::string_view in, std::string& out
       pos += n;
       continue;
     }
+    if (out.size() >= session.out_pause_at) {
+      r.paused = true;  // the client reads first
+      break;
+    }
     if (handled >= max_requests) {
       r.yielded = true;
       break;
@@ -425,7 +429,17 @@ ProtoResult text_process(Session& session, std::string_view in, std::string& out
     text::Command cmd(session, out);
     cmd.line = line;
     cmd.sent = sent;
-    text::Outcome o = text::dispatch(cmd, rest.substr(consumed_line));
+    text::Outcome o;
+    if (session.paused_get.offset != 0) {
+      text::resume_get(cmd);
+    } else {
+      o = text::dispatch(cmd, rest.substr(consumed_line));
+    }
+    if (session.paused_get.offset != 0) {
+      // A get stopped between two keys: its line stays for the next call.
+      r.paused = true;
+      break;
+    }
     if (o.need > 0) {
       // A value block is incomplete: come back with the line and its block.
       r.need = consumed_line + o.need;

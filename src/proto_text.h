@@ -37,6 +37,9 @@ struct ProtoResult {
                         // many bytes (e.g. a value's data block)
   bool close = false;   // close the connection once `out` has been written
   bool yielded = false; // stopped after max_requests; call again soon
+  bool paused = false;  // stopped because `out` reached session.out_pause_at
+                        // (possibly inside a get): call again once some of
+                        // `out` has been sent
   // If remote != kNone: in[consumed, consumed + remote_len) is one whole
   // request (command line plus data block; a binary frame) that the
   // connection layer hands to forward_plan.h, then drops from its input.
@@ -49,6 +52,9 @@ struct ProtoResult {
 // max_requests, memcached's -R), appending every reply to `out` in request
 // order. Never blocks, never reads past `in`. Bad input gets memcached's own
 // error reply ("ERROR", "CLIENT_ERROR ...", "SERVER_ERROR ...").
+// Once `out` holds session.out_pause_at bytes it stops (ProtoResult::paused),
+// between requests or between two keys of a get (Session::paused_get), so
+// the caller's output stays bounded whatever the client asks for.
 // In cluster mode (session.ctx->cluster set, session.forwarded false) every
 // key-bearing request is routed first (proto_text_route.cc): the parser stops
 // before a request owned elsewhere and reports it in remote/remote_node/

@@ -77,7 +77,18 @@ enum class StoreCmd { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
 // block from `rest` (the bytes after the command line).
 Outcome process_update(Command& c, StoreCmd cmd, std::string_view rest);
 // proto_text_store.cc: get/gets/gat/gats (and memcached's legacy "bget").
+// May pause part-way (see get_keys).
 void process_get(Command& c, bool return_cas, bool touch);
+// proto_text_store.cc: answers the keys c.tok[first..] (and the untokenized
+// remainder in c.tok's last slot), as `how` says. Returns true when the get
+// is finished (END or an error appended). Returns false when it paused
+// because `out` reached session.out_pause_at with keys left: then
+// session.paused_get records `how` and where in c.line the next key starts,
+// and the line must stay unconsumed until resume_get finishes it.
+bool get_keys(Command& c, size_t first, const Session::PausedGet& how);
+// proto_text_store.cc: goes on with the get session.paused_get records; c.line
+// is its whole command line again. May pause again.
+void resume_get(Command& c);
 // proto_text_route.cc, cluster mode only: true if the tokenized command must
 // not run here, with *o telling where it goes (or what it still needs).
 bool route(Command& c, std::string_view rest, Outcome* o);

@@ -5,6 +5,7 @@
 //
 // Hot path: no heap allocation besides the item itself (Store::allocate) and
 // the growth of the connection's reused output string.
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -127,7 +128,6 @@ Outcome process_update(Command& c, StoreCmd cmd, std::string_view rest) {
 }
 
 void process_get(Command& c, bool return_cas, bool touch) {
-  WorkerContext& ctx = *c.session.ctx;
   size_t key_index = kKeyToken;
   rel_time_t new_exptime = 0;
   if (touch) {
@@ -139,8 +139,13 @@ void process_get(Command& c, bool return_cas, bool touch) {
     new_exptime = exptime_of(exptime);
     ++key_index;
   }
+  get_keys(c, key_index, Session::PausedGet{0, return_cas, touch, new_exptime});
+}
 
+bool get_keys(Command& c, size_t first, const Session::PausedGet& how) {
+  WorkerContext& ctx = *c.session.ctx;
   std::string& out = c.out;
+  const bool return_cas = how.return_cas;
   auto emit = [&out, return_cas](const Item& it) {
     out.append("VALUE ");
     out.append(it.key());
@@ -159,7 +164,7 @@ void process_get(Command& c, bool return_cas, bool touch) {
   // Walk the keys in tokenizer batches of 23, as memcached does.
   std::string_view* tok = c.tok;
   size_t n = c.n;
-  size_t i = key_index;
+  size_t i = first;
   for (;;) {
     size_t real = n == kMaxTokens ? kMaxTokens - 1 : n;
     for (; i < real; ++i) {
@@ -169,9 +174,22 @@ void process_get(Command& c, bool return_cas, bool touch) {
         // including those of earlier pipelined commands: so do we.
         out.resize(c.sent);
         out.append("CLIENT_ERROR bad command line format\r\n");
-        return;
+        c.session.paused_get.offset = 0;
+        return true;
       }
-      exec::get(*ctx.store, *ctx.stats, key, emit, touch, new_exptime);
+      exec::get(*ctx.store, *ctx.stats, key, emit, how.touch, how.exptime);
+      if (out.size() < c.session.out_pause_at) continue;
+      // Enough reply for now: stop before the next key, if there is one.
+      std::string_view next;
+      if (i + 1 < real) {
+        next = tok[i + 1];
+      } else if (n == kMaxTokens) {
+        next = tok[kMaxTokens - 1];
+      }
+      if (next.empty()) continue;
+      c.session.paused_get = how;
+      c.session.paused_get.offset = static_cast<size_t>(next.data() - c.line.data());
+      return false;
     }
     if (n < kMaxTokens) break;
     std::string_view remainder = tok[kMaxTokens - 1];
@@ -180,6 +198,16 @@ void process_get(Command& c, bool return_cas, bool touch) {
   }
   out.append("END\r\n");
   c.flushed = true;
+  c.session.paused_get.offset = 0;
+  return true;
+}
+
+void resume_get(Command& c) {
+  const Session::PausedGet how = c.session.paused_get;
+  std::string_view keys = c.line.substr(std::min(how.offset, c.line.size()));
+  c.n = tokenize(keys, c.tok, kMaxTokens);
+  c.ntokens = c.n < kMaxTokens ? c.n + 1 : kMaxTokens;
+  get_keys(c, 0, how);
 }
 
 }  // namespace ftm::text

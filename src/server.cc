@@ -293,6 +293,13 @@ void Server::reject(int fd) {
 
 void Server::accept_one(Listener& l) {
   for (int i = 0; i < 64; ++i) {
+    if (!settings_.maxconns_fast &&
+        counters_.curr_clients.load(std::memory_order_relaxed) >= settings_.max_conns) {
+      // memcached without maxconns_fast: stop accepting; clients beyond the
+      // limit wait in the listen backlog until a connection closes.
+      set_accepting(false);
+      return;
+    }
     struct sockaddr_storage peer;
     socklen_t len = sizeof peer;
     int fd = accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -308,7 +315,6 @@ void Server::accept_one(Listener& l) {
     }
     if (counters_.curr_clients.load(std::memory_order_relaxed) >= settings_.max_conns) {
       reject(fd);
-      if (!settings_.maxconns_fast) set_accepting(false);
       continue;
     }
     NewConn c;

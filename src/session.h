@@ -5,6 +5,7 @@
 #ifndef FTM_SRC_SESSION_H_
 #define FTM_SRC_SESSION_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -73,6 +74,22 @@ struct Session {
   // A SASL exchange was started (SASL auth accepted the mechanism), so SASL
   // step is allowed.
   bool sasl_started = false;
+  // The text parser stops taking new requests, and pauses a multi-key
+  // get/gets/gat/gats between two keys, once `out` holds this many bytes.
+  // The connection layer sets it from its unsent-reply high-water mark so a
+  // reply is streamed as the client reads it instead of being built whole
+  // (memcached references items instead of copying them; we copy, so we
+  // must stop). SIZE_MAX: never pause (UDP, replies gathered across nodes).
+  size_t out_pause_at = SIZE_MAX;
+  // A get paused part-way. Its command line stays unconsumed at the start
+  // of the parser's next input; `offset` is where in that line the keys not
+  // yet answered begin (0: no get is paused).
+  struct PausedGet {
+    size_t offset = 0;
+    bool return_cas = false;
+    bool touch = false;
+    rel_time_t exptime = 0;  // gat/gats: the new expiry, computed once
+  } paused_get;
 };
 
 }  // namespace ftm

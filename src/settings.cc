@@ -26,6 +26,7 @@ constexpr int kOptFabricListen = 260;
 constexpr int kOptRingSize = 261;
 constexpr int kOptFabricProgress = 262;
 constexpr int kOptFailoverWait = 263;
+constexpr int kOptClusterSecret = 264;
 constexpr int kOptSpare = 270;
 constexpr int kOptRecoveryRate = 271;
 
@@ -75,6 +76,7 @@ const struct option kLongOpts[] = {
     {"fabric", required_argument, nullptr, kOptFabric},
     {"fabric-listen", required_argument, nullptr, kOptFabricListen},
     {"replication-ring-size", required_argument, nullptr, kOptRingSize},
+    {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
     {"fabric-progress", required_argument, nullptr, kOptFabricProgress},
     {"failover-wait-ms", required_argument, nullptr, kOptFailoverWait},
     {"spare", no_argument, nullptr, kOptSpare},
@@ -316,6 +318,9 @@ void print_usage(FILE* out) {
       "    --failover-wait-ms=<num> how long a request for a partition whose\n"
       "                          primary failed waits for the new one before it\n"
       "                          gets SERVER_ERROR (default: 1000)\n"
+      "    --cluster-secret-file=<file> secret shared by the cluster (mode 600):\n"
+      "                          every fabric connection proves it; without it\n"
+      "                          any process reaching the fabric address may join\n"
       "    --replication-ring-size=<num> bytes of each replication log ring this\n"
       "                          server asks its secondaries for (k/m suffix; default:\n"
       "                          8m, or 4 x -I + 64k if larger; min: 2 x -I + 4k)\n"
@@ -598,6 +603,10 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
         s->replication_ring_size = static_cast<size_t>(v);
         break;
       }
+      case kOptClusterSecret:
+        if (!*arg) return usage_error("--cluster-secret-file: empty file name");
+        s->cluster_secret_file = arg;
+        break;
       case kOptFabricListen: {
         std::vector<ListenAddr> a;
         if (!split_listen(arg, 0, &a) || a.size() != 1 || a[0].host.empty()) {
@@ -676,6 +685,9 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
   }
   if (!s->cluster() && s->failover_wait_ms != 1000) {
     return usage_error("--failover-wait-ms needs --meta (cluster mode)");
+  }
+  if (!s->cluster() && !s->cluster_secret_file.empty()) {
+    return usage_error("--cluster-secret-file needs --meta (cluster mode)");
   }
   if (!s->cluster() && (s->spare || s->recovery_rate_mb != 0)) {
     return usage_error(std::string(s->spare ? "--spare" : "--recovery-rate-mb") +

@@ -40,6 +40,7 @@ struct Settings {
   BindingProtocol protocol = BindingProtocol::kAuto;  // -B
   bool sasl = false;                  // -S
   std::string auth_file;              // -Y
+  std::string cluster_secret_file;    // --cluster-secret-file (cluster mode)
   int idle_timeout = 0;               // -o idle_timeout (seconds, 0 = never)
   bool lru_crawler = true;            // -o lru_crawler / no_lru_crawler (our sweeper)
   size_t read_buf_limit = 0;          // -o read_buf_mem_limit (MiB, 0 = no limit)

@@ -104,6 +104,24 @@ class alignas(64) Partition {
   Item** bucket(uint64_t hash) { return &buckets[(hash >> kBucketShift) & mask]; }
 };
 
+// mallocx flags for every item: one arena shared by all threads and stores,
+// without thread caches. jemalloc otherwise gives each thread its own arena
+// and cache, and the memory an eviction frees on one worker could only be
+// reused by allocations on that worker: measured at -m 64 with -t 4, RSS
+// reached 118 MiB instead of about 80. If the arena cannot be created the
+// default arenas are used.
+namespace {
+int item_mallocx_flags() {
+  static const int flags = [] {
+    unsigned arena = 0;
+    size_t len = sizeof arena;
+    if (mallctl("arenas.create", &arena, &len, nullptr, 0) != 0) return 0;
+    return static_cast<int>(MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE);
+  }();
+  return flags;
+}
+}  // namespace
+
 struct Store::Impl {
   Impl(Store* s, const Options& o) : store(s), opts(o), parts(new Partition[kPartitions]) {
     for (uint32_t i = 0; i < kPartitions; ++i) {
@@ -115,6 +133,7 @@ struct Store::Impl {
 
   Store* store;
   const Options opts;
+  const int item_flags = item_mallocx_flags();
   std::unique_ptr<Partition[]> parts;
 
   // Bytes jemalloc gave to items, linked or not. The one shared counter on
@@ -220,7 +239,7 @@ struct Store::Impl {
 
   void free_item(Item* it) {
     size_t sz = it->alloc_size;
-    sdallocx(it, sz, 0);
+    sdallocx(it, sz, item_flags);
     mem_used.fetch_sub(sz, std::memory_order_relaxed);
   }
 
@@ -368,19 +387,19 @@ struct Store::Impl {
       return nullptr;
     }
     const size_t total = sizeof(Item) + key.size() + nbytes + 2;
-    const size_t size = nallocx(total, 0);
+    const size_t size = nallocx(total, item_flags);
     if (size == 0 || !reserve(size)) {
       *err = AllocError::kNoMemory;
       return nullptr;
     }
-    void* mem = mallocx(size, 0);
+    void* mem = mallocx(size, item_flags);
     if (mem == nullptr) {
       mem_used.fetch_sub(size, std::memory_order_relaxed);
       *err = AllocError::kNoMemory;
       return nullptr;
     }
     // nallocx promises this is the real size; trust but keep the books exact.
-    const size_t real = sallocx(mem, 0);
+    const size_t real = sallocx(mem, item_flags);
     if (real != size) mem_used.fetch_add(real - size, std::memory_order_relaxed);
     Item* it = static_cast<Item*>(mem);
     it->hash_next = it->lru_prev = it->lru_next = nullptr;

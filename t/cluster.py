@@ -240,11 +240,15 @@ def _proc_state(pid):
 
 class LocalCluster:
     """A meta server and `n` data servers. `server_args` go to every data
-    server, `meta_args` to the meta server."""
+    server, `meta_args` to the meta server. `secret_file`: passed as
+    --cluster-secret-file to the meta server, every data server and every
+    ftmemcached-ctl run (None: an open cluster)."""
 
     def __init__(self, n=3, copies=2, server_args=(), meta_args=(),
-                 start=True):
+                 start=True, secret_file=None):
         self.n = n
+        self.secret_args = (["--cluster-secret-file", secret_file]
+                            if secret_file else [])
         self.copies = copies
         self.server_args = list(server_args)
         self.meta_args = list(meta_args)
@@ -283,7 +287,7 @@ class LocalCluster:
         cmd = self.command_prefix("meta") + [
             META_BIN, "--fabric", "tcp", "--listen", self.meta_addr,
             "--state-dir", self.state_dir, "--replicas",
-            str(self.copies)] + boot + list(self.meta_args)
+            str(self.copies)] + boot + self.secret_args + list(self.meta_args)
         self.meta = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
@@ -324,7 +328,7 @@ class LocalCluster:
     def start_server(self, node_id, extra=()):
         host = self.server_host(node_id)
         args = ["--meta", self.meta_addr, "--node-id", str(node_id),
-                "--fabric", "tcp", "--fabric-listen", host]
+                "--fabric", "tcp", "--fabric-listen", host] + self.secret_args
         s = start_server(SERVER_BIN, args + self.server_args + list(extra),
                          host=host, port=self.server_port(node_id),
                          prefix=self.command_prefix("s%d" % node_id))
@@ -556,7 +560,7 @@ class LocalCluster:
     def ctl(self, *args, timeout_ms=5000):
         p = subprocess.run([CTL_BIN, "--fabric", "tcp", "--meta",
                             self.meta_addr, "--timeout", str(timeout_ms)] +
-                           list(args), capture_output=True, text=True,
+                           self.secret_args + list(args), capture_output=True, text=True,
                            timeout=timeout_ms / 1000.0 * 8 + 10)
         return p.returncode, p.stdout, p.stderr
 

@@ -21,7 +21,7 @@ EXTRA_DIST += t/run-pytest.sh
 # rdma/ layer tests (tcp provider; verbs when a device exists).
 check_PROGRAMS += t/unit_rdma
 t_unit_rdma_SOURCES = t/unit/rdma_test.cc t/unit/rdma_helper.cc t/unit/rdma_helper.h \
-	t/unit/proc_util.h
+	t/unit/proc_util.h t/unit/cluster_secret_test.cc
 t_unit_rdma_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_FLAGS)
 t_unit_rdma_LDADD = libftm_rdma.a $(LIBFABRIC_LIBS) $(GTEST_LINK)
 TESTS += t/unit_rdma
@@ -69,6 +69,7 @@ EXTRA_DIST += t/test_meta_delete.py
 EXTRA_DIST += t/test_meta_get.py
 EXTRA_DIST += t/test_meta_set.py
 EXTRA_DIST += t/test_noreply.py
+EXTRA_DIST += t/test_overload.py
 EXTRA_DIST += t/test_partition.py
 EXTRA_DIST += t/test_pipeline.py
 EXTRA_DIST += t/test_pylibmc.py
@@ -79,3 +80,11 @@ EXTRA_DIST += t/test_stats.py
 EXTRA_DIST += t/test_touch_gat.py
 EXTRA_DIST += t/test_udp.py
 EXTRA_DIST += t/fuzz/proto_text_fuzz.cc
+
+# Cluster security (issue 7): a rogue fabric peer that t/test_security.py
+# points at the meta server and the data servers.
+check_PROGRAMS += t/rogue_peer
+t_rogue_peer_SOURCES = t/rogue_peer.cc
+t_rogue_peer_CPPFLAGS = $(AM_CPPFLAGS) $(LIBFABRIC_CFLAGS)
+t_rogue_peer_LDADD = libftm_rdma.a $(LIBFABRIC_LIBS) -lpthread
+EXTRA_DIST += t/test_security.py

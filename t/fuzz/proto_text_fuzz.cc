@@ -1,6 +1,7 @@
 // libFuzzer target for the text and meta protocol parser (ftm::text_process).
 // Drives it the way the connection layer does: input arrives in chunks,
-// consumed bytes are dropped, `need` is honoured, a yield is resumed, a close
+// consumed bytes are dropped, `need` is honoured, a yield or a pause at the
+// output limit is resumed (with the output taken each time), a close
 // stops. Checks that nothing crashes (AddressSanitizer catches any read past
 // the buffer), that `consumed` never exceeds the input, that `need` always
 // asks for more than is there, and that the output is a sequence of whole
@@ -108,14 +109,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   World& w = world();
   // Byte 0: chunk size of the simulated reads (low 4 bits) and -R, the
-  // requests handled per call (high 4 bits).
+  // requests handled per call (high 4 bits); with -R even, the output limit
+  // (Session::out_pause_at) is 64 bytes, so gets pause between keys.
   const size_t chunk = 1 + (data[0] & 15);
   const int max_requests = 1 + (data[0] >> 4);
+  const size_t pause_at = max_requests % 2 == 0 ? 64 : SIZE_MAX;
   ++data;
   --size;
 
   ftm::Session session;
   session.ctx = &w.ctx;
+  session.out_pause_at = pause_at;
   std::string buf;
   std::string out;
   size_t fed = 0;
@@ -133,12 +137,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ftm::ProtoResult r = ftm::text_process(session, in, out, max_requests);
     if (r.consumed > buf.size()) fail();
     if (r.remote != ftm::Remote::kNone) fail();  // no cluster: never routed
-    check_output(out);
+    check_output(out);  // a paused get stops between whole VALUE blocks
+    if (r.paused && out.size() < pause_at) fail();
     buf.erase(0, r.consumed);
     if (r.close) break;
     // `need` asks for bytes not yet there; otherwise it would never progress.
     if (r.need > 0 && r.need <= buf.size()) fail();
-    if (fed >= size && r.consumed == 0 && !r.yielded) break;
+    if (fed >= size && r.consumed == 0 && !r.yielded && !r.paused) {
+      if (session.paused_get.offset != 0) fail();  // only a paused call leaves one
+      break;
+    }
   }
   return 0;
 }

@@ -303,6 +303,59 @@ TEST_F(TextTest, MultiGetAcrossTokenBatches) {
   EXPECT_EQ(Run(line + "\r\n"), want + "END\r\n");
 }
 
+// As a connection whose client reads slowly: `out` may hold `budget` bytes
+// (session.out_pause_at) before the parser stops; the "client" then takes
+// everything and the parser is called again on the same input.
+std::string RunWithBudget(Session& session, std::string& buf, size_t budget, int* pauses) {
+  std::string all;
+  for (int guard = 0; guard < 100000; ++guard) {
+    std::string out;
+    session.out_pause_at = budget;
+    ProtoResult r = text_process(session, buf, out, 1000);
+    EXPECT_LE(r.consumed, buf.size());
+    buf.erase(0, r.consumed);
+    all += out;
+    if (r.paused) ++*pauses;
+    if (r.close || (!r.paused && !r.yielded)) break;
+  }
+  session.out_pause_at = SIZE_MAX;
+  return all;
+}
+
+TEST_F(TextTest, GetPausedAtOutputLimitResumesWithTheSameReply) {
+  std::string sets;
+  std::string keys;
+  for (int i = 0; i < 60; ++i) {
+    sets += "set k" + std::to_string(i) + " 7 0 10\r\n0123456789\r\n";
+    keys += " k" + std::to_string(i) + (i % 7 == 0 ? " missing" : "");
+  }
+  Run(sets);
+  const std::string input = "get" + keys + "\r\ngets" + keys + "\r\ngat 0" + keys +
+                            "\r\nversion\r\nmn\r\n";
+  const std::string whole = MaskCas(Run(input));
+  ASSERT_NE(whole.find("MN\r\n"), std::string::npos);
+  for (size_t budget : {1, 30, 100, 1000}) {
+    std::string buf = input;
+    int pauses = 0;
+    EXPECT_EQ(MaskCas(RunWithBudget(session_, buf, budget, &pauses)), whole) << budget;
+    EXPECT_TRUE(buf.empty()) << budget;
+    // About 5 KiB of replies: a pause per key at budget 1, a few at 1000.
+    EXPECT_GE(pauses, budget == 1 ? 180 : 4) << budget;
+    EXPECT_EQ(session_.paused_get.offset, 0u);
+  }
+}
+
+TEST_F(TextTest, LongKeyAfterAPausedGetStillAnswersTheError) {
+  Run("set a 0 0 1\r\nx\r\n");
+  std::string buf = "get a a a " + std::string(251, 'y') + " a\r\nversion\r\n";
+  int pauses = 0;
+  std::string got = RunWithBudget(session_, buf, 1, &pauses);
+  EXPECT_EQ(got.substr(0, 3 * 16), "VALUE a 0 1\r\nx\r\nVALUE a 0 1\r\nx\r\nVALUE a 0 1\r\nx\r\n");
+  EXPECT_EQ(got.substr(3 * 16, 38), "CLIENT_ERROR bad command line format\r\n");
+  EXPECT_EQ(got.substr(3 * 16 + 38, 8), "VERSION ");
+  EXPECT_EQ(pauses, 4);  // before each of the last three keys, before version
+}
+
 TEST_F(TextTest, LongKeyInGetDropsUnsentReplies) {
   const std::string longkey(251, 'y');
   EXPECT_EQ(Run("get " + longkey + "\r\n"), "CLIENT_ERROR bad command line format\r\n");
