@@ -197,9 +197,10 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   mem.on_map = [p](std::shared_ptr<const ClusterMap> map) { p->on_map(std::move(map)); };
   mem.log = [p](std::string_view line) { p->log(std::string(line)); };
   mem.lease = &n->lease_;
-  mem.replication_state = [p]() -> std::string {
+  mem.spare = options.spare;
+  mem.replication_state = [p]() -> ReportMsg {
     std::lock_guard g(p->map_mu_);
-    return p->manager_ ? p->manager_->recovery_state() : std::string("n/a");
+    return p->manager_ ? p->manager_->recovery_report() : ReportMsg{"n/a", 0, {}};
   };
   mem.on_fenced = [p] { p->on_fenced(); };
   n->log("cluster: node " + (options.node_id ? std::to_string(options.node_id) : "(assigned)") +
@@ -214,6 +215,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
     ReplicationManager::Options ro;
     ro.log = [p](std::string_view line) { p->log(std::string(line)); };
     ro.dead_hold = options.failover_wait;
+    ro.recovery.rate_mbps = options.recovery_rate_mbps;
     if (n->fabric_->progress() == rdma::ProgressMode::kBlocking) {
       // No thread of ours spins either (see ProgressMode::kBlocking).
       ro.writer.idle_spin = std::chrono::microseconds(0);

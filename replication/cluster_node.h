@@ -95,6 +95,12 @@ class ClusterNode final : public Cluster {
     // --failover-wait-ms: how long a request for a partition in transition
     // waits for its new primary.
     std::chrono::milliseconds failover_wait{1000};
+    // --spare: join as a spare, holding nothing until the meta server
+    // hands it a failed server's roles.
+    bool spare = false;
+    // --recovery-rate-mb: recovery bandwidth limit in MB/s (0: none;
+    // Recovery::Options::rate_mbps).
+    double recovery_rate_mbps = 0;
   };
 
   // Opens the fabric, starts the mesh, joins the cluster (returns without

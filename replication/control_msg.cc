@@ -38,6 +38,27 @@ ClusterResult<ClusterMap> get_map(Reader& r) {
   return ClusterMap::decode(b);
 }
 
+// u32 count + that many u32 map partitions, strictly increasing, each below
+// kMaxPartitions (a REPORT's or a server's incomplete copies).
+void put_partition_list(std::vector<std::byte>& out, const std::vector<uint32_t>& ps) {
+  put_u32(out, uint32_t(ps.size()));
+  for (uint32_t p : ps) put_u32(out, p);
+}
+
+bool get_partition_list(Reader& r, std::vector<uint32_t>* out) {
+  uint32_t n = r.u32();
+  if (r.failed() || n > ClusterMap::kMaxPartitions) return false;
+  out->clear();
+  out->reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t p = r.u32();
+    if (r.failed() || p >= ClusterMap::kMaxPartitions || (!out->empty() && p <= out->back()))
+      return false;
+    out->push_back(p);
+  }
+  return true;
+}
+
 bool addr_ok(const std::string& s) {
   return s.size() <= ClusterMap::kMaxAddrLength;
 }
@@ -96,6 +117,7 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
             put_u64(out, s.since_ms);
             put_str16(out, s.peer.substr(0, kMaxText));
             put_str16(out, s.replication.substr(0, kMaxText));
+            put_partition_list(out, s.recovering);
             put_u64(out, s.heartbeat_age_us);
             put_u64(out, s.heartbeat_timeout_us);
             put_u32(out, s.suspicion_permille);
@@ -113,6 +135,8 @@ ClusterResult<std::vector<std::byte>> encode(const ControlMsg& msg,
         } else if constexpr (std::is_same_v<T, ReportMsg>) {
           fits = m.replication.size() <= kMaxText;
           put_str16(out, m.replication.substr(0, kMaxText));
+          put_u64(out, m.epoch);
+          put_partition_list(out, m.recovering);
         }
       },
       msg);
@@ -219,6 +243,8 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
         s.since_ms = br.u64();
         s.peer = br.str16();
         s.replication = br.str16();
+        if (!get_partition_list(br, &s.recovering))
+          return corrupt("STATUS recovering list");
         s.heartbeat_age_us = br.u64();
         s.heartbeat_timeout_us = br.u64();
         s.suspicion_permille = br.u32();
@@ -258,6 +284,8 @@ ClusterResult<Envelope> decode(std::span<const std::byte> b) {
     case MsgType::kReport: {
       ReportMsg m;
       m.replication = br.str16();
+      m.epoch = br.u64();
+      if (!get_partition_list(br, &m.recovering)) return corrupt("REPORT recovering list");
       if (br.failed()) return corrupt("truncated REPORT");
       if (m.replication.size() > kMaxText) return corrupt("REPORT text too long");
       env.msg = std::move(m);

@@ -16,7 +16,8 @@
 //   data server -> meta   JOIN {node id or 0 = assign one, flags, addresses}
 //   meta -> data server   JOIN_OK {node id, map} or ERROR {code, text}
 //   meta -> data servers  MAP {map} whenever the epoch rises
-//   data server -> meta   REPORT {replication state}, when it changes
+//   data server -> meta   REPORT {replication state, epoch, partitions it
+//                         is still recovering}, when any of it changes
 //   data server -> meta   SUSPECT {node, reason}: a peer failed a forward
 //                         or a replication write (issue 6: the meta server
 //                         corroborates it with the heartbeats)
@@ -116,8 +117,11 @@ struct ServerStatus {
   bool connected = false;         // a control connection is open now
   uint64_t since_ms = 0;          // ms since it connected / disconnected
   std::string peer;               // the connection's peer name, "" if none
-  std::string replication = "n/a";  // replication state and lag (issue 5
-                                    // log wiring fills this in)
+  std::string replication = "n/a";  // its last REPORT's text
+  // Map partitions this server holds as a secondary whose copy is not
+  // complete yet (recovery under way, or assigned and not yet reported
+  // complete): such a copy does not count towards full replication.
+  std::vector<uint32_t> recovering;
   // The failure detector's view (replication/failure_detector.h).
   bool heartbeating = false;          // a heartbeat was ever seen
   bool suspected = false;
@@ -159,11 +163,18 @@ struct SuspectMsg {
   bool operator==(const SuspectMsg&) const = default;
 };
 
-// A data server's replication state for status (sent when it changes):
-// "caught up", or its recovery's progress ("recovering N partitions from K
-// nodes, X MB so far"). Shown in ServerStatus::replication.
+// A data server's replication state (sent when it changes): the text for
+// status ("caught up", or its recovery's progress: "recovering N partitions
+// from K nodes, X MB so far, R MB/s"; shown in ServerStatus::replication),
+// the epoch of the map its recovery follows, and the map partitions it is a
+// secondary of whose copy is still incomplete at that epoch (sorted). The
+// meta server counts a copy complete only once a REPORT at an epoch at
+// least the one that assigned it leaves the partition out, and never
+// promotes an incomplete copy while a complete one lives.
 struct ReportMsg {
   std::string replication;
+  uint64_t epoch = 0;
+  std::vector<uint32_t> recovering;
   bool operator==(const ReportMsg&) const = default;
 };
 

@@ -28,6 +28,7 @@ libftm_cluster_a_SOURCES = \
 	replication/partition_map.cc replication/partition_map.h \
 	replication/control_msg.cc replication/control_msg.h \
 	replication/meta_server.cc replication/meta_server.h \
+	replication/spawn.cc replication/spawn.h \
 	replication/membership.cc replication/membership.h \
 	replication/peer_mesh.cc replication/peer_mesh.h \
 	replication/cluster_node.cc replication/cluster_node.h \
@@ -50,7 +51,7 @@ dist_man_MANS += man/ftmemcached-meta.1 man/ftmemcached-ctl.1
 check_PROGRAMS += t/unit_cluster
 t_unit_cluster_SOURCES = t/unit/partition_map_test.cc \
 	t/unit/control_msg_test.cc t/unit/meta_server_test.cc \
-	t/unit/failure_detector_test.cc
+	t/unit/failure_detector_test.cc t/unit/spawn_test.cc
 t_unit_cluster_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_cluster_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)
 TESTS += t/unit_cluster

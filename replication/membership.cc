@@ -109,14 +109,18 @@ ClusterStatus Membership::converse(ControlChannel& ch) {
                                     (was_fenced_ ? JoinMsg::kWasFenced : 0u),
                opts_.memcached_addr, opts_.fabric_addr};
   ClusterStatus st = ch.send(join);
-  std::string reported;  // what the meta server last heard from this channel
+  ReportMsg reported;  // what the meta server last heard from this channel
+  bool any_reported = false;
   while (st) {
     // Short receives: queued reports go out between them.
     auto env = ch.receive(std::chrono::milliseconds(5));
     send_reports(ch);
     if (opts_.replication_state && connected_.load()) {
-      std::string now = opts_.replication_state();
-      if (now != reported && ch.send(ReportMsg{now})) reported = std::move(now);
+      ReportMsg now = opts_.replication_state();
+      if ((!any_reported || !(now == reported)) && ch.send(now)) {
+        reported = std::move(now);
+        any_reported = true;
+      }
     }
     if (!env) {
       if (env.status().code() == ClusterErrc::kUnavailable) {

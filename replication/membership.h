@@ -86,9 +86,10 @@ struct MembershipOptions {
   // How long a refused connection to the meta server renews the lease.
   // Must stay below the meta server's restart_grace minus backoff_max.
   std::chrono::milliseconds lease_while_meta_down{1000};
-  // This node's replication state for status (REPORT, sent when it
-  // changes; polled between receives). May be empty.
-  std::function<std::string()> replication_state;
+  // This node's replication state (REPORT: text for status, epoch,
+  // incomplete partitions; sent when any of it changes, polled between
+  // receives). May be empty.
+  std::function<ReportMsg()> replication_state;
   // This node was declared failed: drop every item and every replication
   // ring before returning (the next JOIN says kEmpty).
   std::function<void()> on_fenced;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,8 +19,9 @@ namespace {
 
 constexpr const char* kMapFile = "cluster.map";
 constexpr const char* kTmpFile = "cluster.map.tmp";
-// Data servers and ctl send only small messages to the meta server.
-constexpr size_t kMetaRecvSize = 64 * 1024;
+// Data servers and ctl send only small messages to the meta server; the
+// largest is a REPORT listing every partition (kMaxPartitions x 4 bytes).
+constexpr size_t kMetaRecvSize = 128 * 1024;
 constexpr int kMetaRecvDepth = 4;
 
 ClusterStatus io_error(const std::string& what, const std::string& path) {
@@ -124,6 +126,8 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     return ClusterStatus(ClusterErrc::kInvalidArgument,
                          "--replicas: between 1 and " +
                              std::to_string(ClusterMap::kMaxReplicas));
+  if (!opts.spawn_cmd.empty())
+    if (auto t = expand_spawn_template(opts.spawn_cmd, SpawnVars{}); !t) return t.status();
   std::unique_ptr<MetaServer> ms(new MetaServer());
   ms->fabric_ = &fabric;
   ms->opts_ = std::move(opts);
@@ -206,6 +210,9 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
                            "heartbeat array: " + m.status().to_string());
     ms->monitor_ = std::move(m).value();
   }
+  if (!ms->opts_.spawn_cmd.empty())
+    ms->spawner_ = std::make_unique<Spawner>(
+        [p = ms.get()](const std::string& line) { p->log("ftmemcached-meta: " + line); });
   ms->started_ = std::chrono::steady_clock::now();
   ms->acceptor_ = std::thread([p = ms.get()] { p->accept_loop(); });
   return ms;
@@ -258,6 +265,11 @@ StatusMsg MetaServer::status() const {
     } else {
       ss.since_ms = st.meta_uptime_ms;  // not seen since this meta started
     }
+    for (uint32_t p = 0; p < map_.partitions(); p++) {
+      auto sec = map_.secondaries(p);
+      if (std::find(sec.begin(), sec.end(), s.id) != sec.end() && incomplete_locked(p, s.id))
+        ss.recovering.push_back(p);
+    }
     if (monitor_) monitor_->fill(&ss);
     st.servers.push_back(std::move(ss));
   }
@@ -271,6 +283,7 @@ void MetaServer::accept_loop() {
     auto c = listener_->accept(std::chrono::milliseconds(100));
     reap_sessions(false);
     watch_absent();
+    if (spawner_) spawner_->reap();
     if (!c) {
       // kTimeout, or a connector that went away; a refused proof of the
       // cluster secret is logged.
@@ -333,8 +346,11 @@ void MetaServer::serve(const std::shared_ptr<Session>& s) {
     } else if (auto* rp = std::get_if<ReportMsg>(&env->msg)) {
       std::lock_guard g(mu_);
       auto it = s->node_id ? members_.find(s->node_id) : members_.end();
-      if (it != members_.end() && it->second.session.lock() == s)
+      if (it != members_.end() && it->second.session.lock() == s) {
         it->second.replication = rp->replication;
+        it->second.report_epoch = rp->epoch;
+        it->second.recovering = rp->recovering;
+      }
     } else if (auto* su = std::get_if<SuspectMsg>(&env->msg)) {
       uint32_t from;
       {
@@ -381,6 +397,13 @@ bool MetaServer::commit_locked(ClusterMap next, const std::string& why) {
     return false;
   }
   PlacementDelta d = placement_delta(map_, next);
+  for (uint32_t p = 0; p < next.partitions(); p++)
+    for (uint32_t id : next.replicas_of(p))
+      if (!map_.holds(p, id) || map_.partitions() != next.partitions()) {
+        auto& at = assigned_at_[id];
+        if (at.size() != next.partitions()) at.assign(next.partitions(), 0);
+        at[p] = next.epoch();
+      }
   map_ = std::move(next);
   current_ = std::make_shared<const ClusterMap>(map_);
   log("ftmemcached-meta: epoch " + std::to_string(map_.epoch()) + ": " + why +
@@ -431,9 +454,11 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
                       "the meta server cannot persist the map in " + opts_.state_dir);
       old = map_.server(id);
     }
+    // A spare that was given roles stays up when it reconnects.
+    const bool spare = (m.flags & JoinMsg::kSpare) &&
+                       !(old && old->state == ServerState::kUp);
     ServerInfo info{id, m.memcached_addr, m.fabric_addr,
-                    (m.flags & JoinMsg::kSpare) ? ServerState::kSpare
-                                                : ServerState::kUp};
+                    spare ? ServerState::kSpare : ServerState::kUp};
     // A spare keeps its role until promoted; a failed node comes back as
     // a new server, with secondaries only (keep_primaries).
     std::string why;
@@ -447,8 +472,7 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
     if (!why.empty()) {
       ClusterMap next = map_;
       next.upsert_server(info);
-      if (!commit_locked(compute_placement(next, map_.replicas(), keep_primaries_locked()),
-                         why))
+      if (!commit_locked(place_locked(next), why))
         return refuse(ErrorMsg::kInternal,
                       "the meta server cannot persist the map in " +
                           opts_.state_dir);
@@ -459,7 +483,18 @@ void MetaServer::handle_join(const std::shared_ptr<Session>& s,
           std::to_string(map_.epoch()));
     }
     s->node_id = id;
-    members_[id] = Member{true, std::chrono::steady_clock::now(), s->peer, s};
+    Member joined;  // a new session: no REPORT heard yet
+    auto prev = members_.find(id);
+    if (!empty && prev != members_.end()) {
+      // The same process reconnecting: its copies are as it last reported.
+      joined.report_epoch = prev->second.report_epoch;
+      joined.recovering = prev->second.recovering;
+    }
+    joined.connected = true;
+    joined.since = std::chrono::steady_clock::now();
+    joined.peer = s->peer;
+    joined.session = s;
+    members_[id] = std::move(joined);
     published = current_;
   }
   JoinOkMsg ok;
@@ -493,15 +528,59 @@ bool MetaServer::keep_primaries_locked() const {
   return map_.servers().size() >= opts_.bootstrap_servers;
 }
 
-bool MetaServer::fail_locked(uint32_t node, const std::string& why) {
+bool MetaServer::incomplete_locked(uint32_t p, uint32_t node) const {
+  auto at = assigned_at_.find(node);
+  auto m = members_.find(node);
+  const uint64_t reported = m == members_.end() ? 0 : m->second.report_epoch;
+  if (at != assigned_at_.end() && p < at->second.size() && at->second[p] > reported) return true;
+  if (m == members_.end()) return false;
+  const auto& r = m->second.recovering;
+  return std::binary_search(r.begin(), r.end(), p);
+}
+
+ClusterMap MetaServer::place_locked(const ClusterMap& next) const {
+  return compute_placement(next, map_.replicas(), keep_primaries_locked(),
+                           [this](uint32_t p, uint32_t n) { return incomplete_locked(p, n); });
+}
+
+uint32_t MetaServer::spare_locked() const {
+  for (const ServerInfo& s : map_.servers()) {
+    if (s.state != ServerState::kSpare) continue;
+    auto it = members_.find(s.id);
+    if (it != members_.end() && it->second.connected) return s.id;
+  }
+  return 0;
+}
+
+bool MetaServer::fail_locked(uint32_t node, const std::string& why, uint32_t* used_spare) {
+  if (used_spare) *used_spare = 0;
   const ServerInfo* s = map_.server(node);
   if (s == nullptr || s->state == ServerState::kFailed) return true;
   ServerInfo info = *s;
   info.state = ServerState::kFailed;
   ClusterMap next = map_;
   next.upsert_server(info);
-  if (!commit_locked(compute_placement(next, map_.replicas(), keep_primaries_locked()), why))
+  ClusterMap placed = place_locked(next);
+  std::string reason = why;
+  if (uint32_t spare = spare_locked(); spare != 0) {
+    uint32_t taken = give_to_spare(map_, &placed, spare);
+    if (taken == 0) {
+      // Nothing left to copy among the survivors (too few of them for the
+      // copies wanted): the spare joins the placement as an up server.
+      ServerInfo up = *next.server(spare);
+      up.state = ServerState::kUp;
+      next.upsert_server(up);
+      placed = place_locked(next);
+    }
+    reason += "; spare node " + std::to_string(spare) + " takes " +
+              (taken ? std::to_string(taken) + " copies" : std::string("its share"));
+    if (used_spare) *used_spare = spare;
+  }
+  if (!commit_locked(std::move(placed), reason)) {
+    if (used_spare) *used_spare = 0;
     return false;
+  }
+  assigned_at_.erase(node);
   if (monitor_) {
     monitor_->fence(node, map_.epoch());
     monitor_->forget(node);
@@ -517,6 +596,7 @@ void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
   std::vector<std::shared_ptr<Session>> others;
   std::shared_ptr<Session> victim;
   std::shared_ptr<const ClusterMap> published;
+  std::optional<ServerInfo> replace;
   {
     std::lock_guard g(mu_);
     if (stopping_.load()) return;
@@ -527,8 +607,11 @@ void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
           " failed: no other server heartbeats either (is this meta server cut off?)");
       return;
     }
-    if (!fail_locked(node, "node " + std::to_string(node) + " declared failed: " + reason))
+    uint32_t spare = 0;
+    if (!fail_locked(node, "node " + std::to_string(node) + " declared failed: " + reason,
+                     &spare))
       return;
+    if (spare == 0 && spawner_) replace = *map_.server(node);
     auto it = members_.find(node);
     if (it != members_.end()) victim = it->second.session.lock();
     others = others_locked(victim.get());
@@ -538,6 +621,23 @@ void MetaServer::declare_failed(uint32_t node, const std::string& reason) {
   // connection makes it rejoin (refused until it comes back empty).
   if (victim) victim->ch->close();
   publish(others, published);
+  if (replace) spawn_replacement(*replace);
+}
+
+void MetaServer::spawn_replacement(const ServerInfo& failed) {
+  SpawnVars v;
+  v.node_id = failed.id;
+  v.meta_addr = opts_.listen_host + ":" + std::to_string(port_);
+  v.memcached_addr = failed.memcached_addr;
+  v.fabric_addr = failed.fabric_addr;
+  auto cmd = expand_spawn_template(opts_.spawn_cmd, v);  // checked by start()
+  const std::string what = "replacement for node " + std::to_string(failed.id);
+  if (!cmd) {
+    log("ftmemcached-meta: " + what + ": " + cmd.status().to_string());
+    return;
+  }
+  if (auto pid = spawner_->run(*cmd, what); !pid)
+    log("ftmemcached-meta: " + what + ": " + pid.status().to_string());
 }
 
 void MetaServer::watch_absent() {

@@ -31,6 +31,24 @@
 // JOIN says kEmpty) is the failure of the previous process: declared
 // failed first, then joined.
 //
+// Replacements (issue 6): a server that JOINs with kSpare is listed as
+// `spare` and holds nothing. On a failure the lowest-id connected spare
+// becomes `up` and takes every secondary copy the failure left to be made
+// (give_to_spare: the failed server's secondary roles and those vacated by
+// promotions); the survivors keep exactly what they held. Without a spare
+// the survivors take those roles (so every partition has two copies again
+// as long as two servers live) and, if spawn_cmd is set, a replacement is
+// started (replication/spawn.h) without waiting for it; it joins as a new
+// server and takes its share of secondaries, which it recovers. A spare
+// that was promoted stays `up` when it reconnects.
+//
+// Recovery state: a secondary copy assigned at epoch E counts as complete
+// only once its server REPORTs at an epoch >= E without listing the
+// partition (ReportMsg). Until then it is shown in STATUS (ServerStatus::
+// recovering) and is promoted on a failure only when no complete copy of
+// the partition survives. After a meta server restart, copies assigned
+// before it count as complete unless a REPORT lists them.
+//
 // Bootstrap: while fewer than bootstrap_servers servers have ever joined,
 // joins rebalance primaries (an empty cluster has nothing to hand over);
 // afterwards placement keeps every live primary (compute_placement's
@@ -69,6 +87,7 @@
 #include "replication/control_msg.h"
 #include "replication/failure_monitor.h"
 #include "replication/partition_map.h"
+#include "replication/spawn.h"
 
 namespace ftm::repl {
 
@@ -93,6 +112,9 @@ struct MetaServerOptions {
   // See "Bootstrap" and the restart rule above.
   uint32_t bootstrap_servers = 3;
   std::chrono::milliseconds restart_grace{3000};
+  // --spawn-cmd: the replacement template (replication/spawn.h), "" = none.
+  // Checked by start() (kInvalidArgument for an unknown placeholder).
+  std::string spawn_cmd;
 };
 
 // Writes `map` to <dir>/cluster.map atomically and durably (see above).
@@ -142,6 +164,8 @@ class MetaServer {
     std::string peer;
     std::weak_ptr<Session> session;
     std::string replication = "n/a";  // its last REPORT
+    uint64_t report_epoch = 0;        // that REPORT's epoch
+    std::vector<uint32_t> recovering;  // and its incomplete partitions (sorted)
   };
 
   MetaServer() = default;
@@ -149,9 +173,20 @@ class MetaServer {
   void serve(const std::shared_ptr<Session>& s);
   void handle_join(const std::shared_ptr<Session>& s, const JoinMsg& m,
                    uint32_t seq);
-  // REQUIRES mu_. Marks `node` failed in a new epoch; false if the map
-  // could not be persisted. Sets the fence word.
-  bool fail_locked(uint32_t node, const std::string& why);
+  // REQUIRES mu_. Marks `node` failed in a new epoch, handing its roles to
+  // a spare if one is connected (*used_spare = its id, else 0); false if
+  // the map could not be persisted. Sets the fence word.
+  bool fail_locked(uint32_t node, const std::string& why, uint32_t* used_spare = nullptr);
+  // REQUIRES mu_. Whether node's copy of p is still incomplete (see
+  // "Recovery state" above).
+  bool incomplete_locked(uint32_t p, uint32_t node) const;
+  // REQUIRES mu_. The placement for `next`'s servers (compute_placement
+  // with this server's rules and incomplete copies).
+  ClusterMap place_locked(const ClusterMap& next) const;
+  // REQUIRES mu_. The lowest-id connected spare, 0 if none.
+  uint32_t spare_locked() const;
+  // Runs spawn_cmd for the failed server `failed` (its entry in the map).
+  void spawn_replacement(const ServerInfo& failed);
   // REQUIRES mu_. Whether placement must keep live primaries in place.
   bool keep_primaries_locked() const;
   // REQUIRES mu_. Joined sessions other than `except`, for publishing.
@@ -181,7 +216,11 @@ class MetaServer {
   std::shared_ptr<const ClusterMap> current_;  // guarded by mu_
   std::vector<std::shared_ptr<Session>> sessions_;  // guarded by mu_
   std::map<uint32_t, Member> members_;  // by node id, guarded by mu_
+  // Per node: the epoch at which it became a holder of each partition (0:
+  // before this meta server started); guarded by mu_.
+  std::map<uint32_t, std::vector<uint64_t>> assigned_at_;
   std::unique_ptr<FailureMonitor> monitor_;  // null with heartbeat_interval 0
+  std::unique_ptr<Spawner> spawner_;         // null without spawn_cmd
   bool absent_watched_ = false;  // accept thread only
 };
 

@@ -332,7 +332,7 @@ void set_targets(std::vector<Load>& up, uint64_t total, Count count,
 }  // namespace
 
 ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
-                             bool keep_primaries) {
+                             bool keep_primaries, const CopyPredicate& incomplete) {
   const uint32_t P = prev.partitions();
   ClusterMap out(P, replicas);
   out.set_epoch(prev.epoch());
@@ -369,12 +369,20 @@ ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
   };
   // Picks the old secondary of p with room and the largest deficit: that
   // server already holds p's data, so the move is a promotion, not a copy.
+  // A copy still being recovered lacks older data: it is promoted only
+  // when no complete copy survives.
+  auto complete = [&](uint32_t p, int i) { return !incomplete || !incomplete(p, up[i].id); };
+  auto better = [&](uint32_t p, int i, int best) {
+    if (best < 0) return true;
+    if (complete(p, i) != complete(p, best)) return complete(p, i);
+    return deficit(i) > deficit(best);
+  };
   auto secondary_with_room = [&](uint32_t p, int exclude) {
     int best = -1;
     for (uint32_t id : prev.secondaries(p)) {
       int i = idx(id);
       if (i < 0 || i == exclude || deficit(i) <= 0) continue;
-      if (best < 0 || deficit(i) > deficit(best)) best = i;
+      if (better(p, i, best)) best = i;
     }
     return best;
   };
@@ -386,7 +394,7 @@ ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
       int best = -1;
       for (uint32_t id : prev.secondaries(p)) {
         int i = idx(id);
-        if (i >= 0 && (best < 0 || deficit(i) > deficit(best))) best = i;
+        if (i >= 0 && better(p, i, best)) best = i;
       }
       if (best >= 0) {
         prim[p] = best;
@@ -516,6 +524,32 @@ ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
     out.assign(p, ids);
   }
   return out;
+}
+
+uint32_t give_to_spare(const ClusterMap& prev, ClusterMap* next, uint32_t spare) {
+  const ServerInfo* s = next->server(spare);
+  if (s == nullptr || s->state != ServerState::kSpare || prev.partitions() != next->partitions())
+    return 0;
+  ClusterMap out = *next;
+  uint32_t taken = 0;
+  std::vector<uint32_t> ids;
+  for (uint32_t p = 0; p < out.partitions(); p++) {
+    auto now = out.replicas_of(p);
+    ids.assign(now.begin(), now.end());
+    for (size_t i = 1; i < ids.size(); i++)
+      if (!prev.holds(p, ids[i])) {  // a copy the failure made necessary
+        ids[i] = spare;
+        taken++;
+        out.assign(p, ids);
+        break;  // one copy per partition: replicas stay on distinct servers
+      }
+  }
+  if (taken == 0) return 0;
+  ServerInfo up = *s;
+  up.state = ServerState::kUp;
+  out.upsert_server(up);
+  *next = std::move(out);
+  return taken;
 }
 
 PlacementDelta placement_delta(const ClusterMap& a, const ClusterMap& b) {

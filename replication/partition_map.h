@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -198,8 +199,28 @@ class ClusterMap {
 // servers (that would need a handoff of the writes in flight, which
 // failover does not have), so a joining server takes secondaries only and
 // recovers their data before it can ever be promoted.
+//
+// incomplete(p, node), if given, says that node's copy of partition p is
+// still being recovered (it lacks data older than its assignment; the
+// metadata server knows from REPORT messages): a partition whose primary
+// left is then given to a surviving secondary with a complete copy, and to
+// an incomplete one only when no complete copy survives (it still has
+// every effect since it was assigned, which beats none).
+using CopyPredicate = std::function<bool(uint32_t partition, uint32_t node)>;
 ClusterMap compute_placement(const ClusterMap& prev, uint32_t replicas,
-                             bool keep_primaries = false);
+                             bool keep_primaries = false,
+                             const CopyPredicate& incomplete = {});
+
+// Hands a spare the copies a failure left to be made (issue 6, "Recovery
+// onto a replacement"): `next` is compute_placement's answer to a failure
+// in `prev` (same partitions). `spare` (state kSpare in *next) becomes kUp
+// and, in each partition, takes the place of the first secondary that did
+// not hold the partition in `prev` (the failed server's secondary roles,
+// and those vacated by promotions), so the survivors keep exactly what they
+// held and the spare recovers everything the failure lost. Primaries never
+// move (the spare holds no data yet). Returns the number of copies taken;
+// 0 (and *next unchanged) if `spare` is not a spare in *next.
+uint32_t give_to_spare(const ClusterMap& prev, ClusterMap* next, uint32_t spare);
 
 // Partitions whose primary differs between a and b (same P required), and
 // the number of (partition, secondary) pairs present in b but not in a.

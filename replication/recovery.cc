@@ -15,7 +15,7 @@ namespace ftm::repl {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = Recovery::Clock;
 
 void put_le(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -150,7 +150,10 @@ void Recovery::on_map(const std::shared_ptr<const ClusterMap>& prev,
     for (uint32_t p : incomplete_)
       if (!now.count(p)) dropped.insert(p);
     incomplete_ = std::move(now);
-    if (was_empty && !incomplete_.empty()) bytes_this_round_.store(0);
+    if (was_empty && !incomplete_.empty()) {
+      bytes_this_round_.store(0);
+      round_start_ = Clock::now();
+    }
     map_ = next;
   }
   cv_.notify_all();
@@ -234,6 +237,7 @@ bool Recovery::attempt(const ClusterMap& map, uint32_t q, const std::vector<uint
   put_le(req, ring_key, 8);
   put_le(req, parts.size(), 4);
   for (uint32_t p : parts) put_le(req, p, 4);
+  put_le(req, static_cast<uint64_t>(opts_.rate_mbps * 1000), 4);
   auto* c = new SyncCall;
   mesh_.call(q, PeerRpc::kSnapshot, req, &SyncCall::on_done, c);
   std::string reply;
@@ -271,8 +275,16 @@ bool Recovery::attempt(const ClusterMap& map, uint32_t q, const std::vector<uint
     done();
     return drop("registering " + std::to_string(length) + " bytes: " + mr.status().to_string());
   }
+  size_t chunk = opts_.chunk;
+  if (opts_.rate_mbps > 0)
+    chunk = std::min(chunk, std::max<size_t>(64 << 10, static_cast<size_t>(opts_.rate_mbps * 1e5)));
+  const auto t_read = Clock::now();
   for (uint64_t off = 0; off < length;) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(opts_.chunk, length - off));
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, length - off));
+    if (!pace(t_read, off)) {
+      done();
+      return drop("stopping");
+    }
     rdma::Status rs = (*conn)->read(**mr, off, *desc, off, n).wait();
     if (!rs) {
       done();
@@ -320,6 +332,15 @@ bool Recovery::attempt(const ClusterMap& map, uint32_t q, const std::vector<uint
   return true;
 }
 
+bool Recovery::pace(Clock::time_point t0, uint64_t done) {
+  if (opts_.rate_mbps <= 0) return true;
+  const auto due = t0 + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(double(done) / (opts_.rate_mbps * 1e6)));
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_until(lock, due, [this] { return stopping_; });
+  return !stopping_;
+}
+
 void Recovery::serve_main() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
@@ -352,8 +373,12 @@ void Recovery::serve(const Request& r) {
   const auto partitions = static_cast<uint32_t>(get_le(in, 0, 4));
   const uint64_t ring_key = get_le(in, 4, 8);
   const uint64_t n = get_le(in, 12, 4);
-  if (partitions == 0 || partitions > kSnapshotMaxPartitions || in.size() != 16 + 4 * n)
+  if (partitions == 0 || partitions > kSnapshotMaxPartitions ||
+      (in.size() != 16 + 4 * n && in.size() != 20 + 4 * n))
     return refuse("bad snapshot request");
+  // The reader's throttle (kB/s, 0 = none): a paced read may take longer
+  // than export_ttl, and an export freed under it would break the read.
+  const uint64_t rate_kbps = in.size() == 20 + 4 * n ? get_le(in, 16 + 4 * n, 4) : 0;
   std::vector<bool> held(partitions, false);
   for (uint64_t i = 0; i < n; ++i) {
     const auto p = static_cast<uint32_t>(get_le(in, 16 + 4 * i, 4));
@@ -371,6 +396,8 @@ void Recovery::serve(const Request& r) {
   if (!mr) return refuse("registering the snapshot: " + mr.status().to_string());
   ex->mr = std::move(mr).value();
   ex->expires = Clock::now() + opts_.export_ttl;
+  if (rate_kbps > 0)
+    ex->expires += 2 * std::chrono::milliseconds(ex->bytes.size() / rate_kbps);
   const auto desc = ex->mr->descriptor().serialize();
   const uint64_t length = ex->bytes.size();
   uint64_t id;
@@ -408,13 +435,30 @@ Recovery::Stats Recovery::stats() const {
   return s;
 }
 
-std::string Recovery::state() const {
-  const Stats s = stats();
+std::string Recovery::state() const { return state_of(stats()); }
+
+std::string Recovery::state_of(const Stats& s) const {
   if (s.recovering_partitions == 0) return "caught up";
-  char line[160];
-  std::snprintf(line, sizeof line, "recovering %u partitions from %u nodes, %.1f MB so far",
-                s.recovering_partitions, s.recovering_from, double(s.bytes_this_round) / 1e6);
+  double secs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    secs = std::chrono::duration<double>(Clock::now() - round_start_).count();
+  }
+  const double mb = double(s.bytes_this_round) / 1e6;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "recovering %u partitions from %u nodes, %.1f MB so far, %.1f MB/s",
+                s.recovering_partitions, s.recovering_from, mb, secs > 0 ? mb / secs : 0.0);
   return line;
+}
+
+ReportMsg Recovery::report() const {
+  ReportMsg r;
+  r.replication = state();
+  std::lock_guard<std::mutex> lock(mu_);
+  r.epoch = map_ ? map_->epoch() : 0;
+  r.recovering.assign(incomplete_.begin(), incomplete_.end());
+  return r;
 }
 
 }  // namespace ftm::repl

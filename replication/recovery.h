@@ -37,7 +37,9 @@
 // Options::export_ttl.
 //
 // Wire forms (little-endian):
-//   kSnapshot request: u32 P, u64 ring key, u32 n, n x u32 map partition.
+//   kSnapshot request: u32 P, u64 ring key, u32 n, n x u32 map partition,
+//     then (optional) u32 the reader's --recovery-rate-mb in kB/s (0: none):
+//     the export is then kept export_ttl plus twice the paced read's time.
 //   kSnapshot reply: u8 0, u64 export id, u64 length, RegionDescriptor wire
 //     form (40 bytes); or u8 1 and an error text.
 //   kSnapshotDone request: u64 export id. Reply: empty.
@@ -73,12 +75,18 @@ namespace ftm::repl {
 
 class Recovery {
  public:
+  using Clock = std::chrono::steady_clock;
   struct Options {
     std::chrono::milliseconds ring_wait{5000};    // step 1's bound
     std::chrono::milliseconds apply_wait{10000};  // applier reaching the snapshot's lsn
     std::chrono::milliseconds retry{500};         // between failed attempts
     std::chrono::milliseconds export_ttl{60000};  // primary keeps a snapshot this long
     size_t chunk = 4u << 20;                      // bytes per one-sided read
+    // Recovery bandwidth limit (--recovery-rate-mb): snapshot bytes read
+    // per second, in MB (1e6 bytes); 0 = unlimited. Reads are paced (and
+    // made at most a tenth of a second's worth, at least 64 KiB) so that
+    // recovery never takes more than this from the data path's network.
+    double rate_mbps = 0;
   };
 
   // What the ReplicationManager lends (called from Recovery's threads).
@@ -130,8 +138,14 @@ class Recovery {
     uint64_t snapshots_served = 0;       // primary side
   };
   Stats stats() const;
-  // "caught up", or "recovering 120 partitions from 2 nodes, 40.1 MB so far".
+  // "caught up", or "recovering 120 partitions from 2 nodes, 40.1 MB so
+  // far, 12.0 MB/s" (the rate: bytes read since this round of recovery
+  // began, over its duration).
   std::string state() const;
+  // What this node REPORTs to the meta server (control_msg.h): state(),
+  // the epoch of the newest map given to on_map (0 before any) and the
+  // incomplete partitions, read together.
+  ReportMsg report() const;
 
  private:
   struct Export;
@@ -144,6 +158,10 @@ class Recovery {
   void serve_main();
   void serve(const Request& r);
   void log(const std::string& line) const;
+  // Waits until reading `done` bytes since `t0` keeps within
+  // Options::rate_mbps; false if stopping meanwhile.
+  bool pace(Clock::time_point t0, uint64_t done);
+  std::string state_of(const Stats& s) const;  // takes mu_
 
   rdma::Fabric& fabric_;
   PeerMesh& mesh_;
@@ -165,6 +183,7 @@ class Recovery {
   std::atomic<uint64_t> recovered_partitions_{0}, recovered_items_{0}, recovered_bytes_{0},
       bytes_this_round_{0}, failed_attempts_{0}, snapshots_served_{0};
   std::atomic<uint64_t> last_rate_kbps_{0};  // MB/s x 1000
+  Clock::time_point round_start_;            // when incomplete_ last became non-empty; mu_
 
   std::thread recover_;
   std::thread serve_;

@@ -774,4 +774,6 @@ ReplicationManager::Stats ReplicationManager::stats() const {
 
 std::string ReplicationManager::recovery_state() const { return recovery_->state(); }
 
+ReportMsg ReplicationManager::recovery_report() const { return recovery_->report(); }
+
 }  // namespace ftm::repl

@@ -81,24 +81,42 @@ void print_heartbeats(const repl::StatusMsg& st) {
   }
 }
 
+// A partition counts as fully replicated only with all its copies and none
+// of them still being recovered (ServerStatus::recovering).
 void print_status(const repl::StatusMsg& st) {
   const repl::ClusterMap& m = st.map;
-  uint32_t degraded = 0, unassigned = 0;
+  std::vector<bool> copying(m.partitions(), false);
+  size_t copies_recovering = 0, servers_recovering = 0;
+  for (const auto& ss : st.servers) {
+    for (uint32_t p : ss.recovering)
+      if (p < m.partitions()) copying[p] = true;
+    copies_recovering += ss.recovering.size();
+    servers_recovering += !ss.recovering.empty();
+  }
+  uint32_t degraded = 0, unassigned = 0, recovering = 0;
   for (uint32_t p = 0; p < m.partitions(); p++) {
     if (m.primary(p) == 0)
       unassigned++;
     else if (m.replicas_of(p).size() < m.replicas())
       degraded++;
+    else if (copying[p])
+      recovering++;
   }
   std::printf("epoch %llu  partitions %u  copies %u  servers %zu  "
               "meta uptime %s  state dir %s\n",
               (unsigned long long)m.epoch(), m.partitions(), m.replicas(),
               m.servers().size(), seconds(st.meta_uptime_ms).c_str(),
               st.meta_state_dir.c_str());
-  std::printf("partitions: %u fully replicated, %u degraded (fewer than %u "
-              "copies), %u without a primary\n",
-              m.partitions() - degraded - unassigned, degraded, m.replicas(),
-              unassigned);
+  std::printf("partitions: %u fully replicated, %u recovering (a copy still being "
+              "made), %u degraded (fewer than %u copies), %u without a primary\n",
+              m.partitions() - degraded - unassigned - recovering, recovering, degraded,
+              m.replicas(), unassigned);
+  if (copies_recovering == 0)
+    std::printf("recovery: none under way\n");
+  else
+    std::printf("recovery: recovering %zu copies on %zu servers (progress in the "
+                "replication column)\n",
+                copies_recovering, servers_recovering);
   std::printf("%-5s %-8s %-16s %-22s %-22s %9s %11s  %s\n", "node", "state",
               "connection", "memcached", "fabric", "primaries", "secondaries",
               "replication");
@@ -117,8 +135,6 @@ void print_status(const repl::StatusMsg& st) {
                 s.memcached_addr.c_str(), s.fabric_addr.c_str(),
                 m.primary_count(s.id), m.secondary_count(s.id), repl.c_str());
   }
-  std::printf("replication: n/a until the replication log reports its state "
-              "and lag to the metadata server\n");
   print_heartbeats(st);
 }
 

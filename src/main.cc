@@ -181,6 +181,8 @@ std::unique_ptr<ftm::repl::ClusterNode> start_cluster(const ftm::Settings& s, ft
   o.fabric_port = static_cast<uint16_t>(s.fabric_port);
   o.ring_size = s.replication_ring_size;
   o.failover_wait = std::chrono::milliseconds(s.failover_wait_ms);
+  o.spare = s.spare;
+  o.recovery_rate_mbps = s.recovery_rate_mb;
   std::vector<ftm::ListenAddr> addrs;
   ftm::split_listen(s.listen, s.port, &addrs);
   std::string host = addrs.empty() ? std::string() : addrs[0].host;

@@ -43,6 +43,10 @@ void print_usage(FILE* out) {
       "                          server's expected heartbeat interval (default: 100)\n"
       "    --bootstrap-servers=N  joins rebalance primaries until N servers have\n"
       "                          joined; later joins take secondaries only (default: 3)\n"
+      "    --spawn-cmd=TEMPLATE  on a failure with no spare, run TEMPLATE with /bin/sh -c\n"
+      "                          to start a replacement (%%n node id, %%m meta address,\n"
+      "                          %%a %%h %%p %%f the failed server's addresses, %%%% a %%;\n"
+      "                          see ftmemcached-meta(1)); default: none\n"
       "-v, --verbose             log every control message\n"
       "-h, --help                print this help and exit\n"
       "-V, --version             print version and exit\n");
@@ -67,7 +71,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
 }
 
 enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor, kOptBootstrap,
-       kOptClusterSecret };
+       kOptClusterSecret, kOptSpawnCmd };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -79,6 +83,7 @@ const struct option kLongOpts[] = {
     {"detector-floor", required_argument, nullptr, kOptDetectorFloor},
     {"bootstrap-servers", required_argument, nullptr, kOptBootstrap},
     {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
+    {"spawn-cmd", required_argument, nullptr, kOptSpawnCmd},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -153,6 +158,11 @@ int main(int argc, char** argv) {
       case kOptClusterSecret:
         if (!*optarg) return usage_error("--cluster-secret-file: empty file name");
         secret_file = optarg;
+        break;
+      case kOptSpawnCmd:
+        if (auto t = repl::expand_spawn_template(optarg, repl::SpawnVars{}); !t)
+          return usage_error(t.status().message());
+        mo.spawn_cmd = optarg;
         break;
       case 'v':
         mo.verbose = true;

@@ -27,6 +27,8 @@ constexpr int kOptRingSize = 261;
 constexpr int kOptFabricProgress = 262;
 constexpr int kOptFailoverWait = 263;
 constexpr int kOptClusterSecret = 264;
+constexpr int kOptSpare = 270;
+constexpr int kOptRecoveryRate = 271;
 
 const char kShortOpts[] = ":p:U:s:a:Al:dru:m:Mc:kvhiVP:f:n:LD:t:R:Cb:B:I:SFXWY:e:Zo:N:";
 
@@ -77,6 +79,8 @@ const struct option kLongOpts[] = {
     {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
     {"fabric-progress", required_argument, nullptr, kOptFabricProgress},
     {"failover-wait-ms", required_argument, nullptr, kOptFailoverWait},
+    {"spare", no_argument, nullptr, kOptSpare},
+    {"recovery-rate-mb", required_argument, nullptr, kOptRecoveryRate},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -320,6 +324,11 @@ void print_usage(FILE* out) {
       "    --replication-ring-size=<num> bytes of each replication log ring this\n"
       "                          server asks its secondaries for (k/m suffix; default:\n"
       "                          8m, or 4 x -I + 64k if larger; min: 2 x -I + 4k)\n"
+      "    --spare               join as a spare: hold no partitions until the\n"
+      "                          metadata server gives it a failed server's roles\n"
+      "    --recovery-rate-mb=<num> recovery bandwidth limit: MB/s this server reads\n"
+      "                          snapshots at when it recovers partitions (default:\n"
+      "                          0, unlimited)\n"
       "-o, --extended            comma separated list of extended options\n"
       "   - maxconns_fast:       immediately close new connections after limit (default: enabled)\n"
       "   - hashpower:           accepted and ignored (the table is pre-partitioned)\n"
@@ -575,6 +584,19 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
       case kOptFailoverWait:
         if (!parse_int(arg, 0, 3600000, &s->failover_wait_ms)) return bad_value(c, arg);
         break;
+      case kOptSpare:
+        s->spare = true;
+        break;
+      case kOptRecoveryRate: {
+        char* end = nullptr;
+        errno = 0;
+        double v = std::strtod(arg, &end);
+        if (errno != 0 || end == arg || *end != '\0' || !(v >= 0) || v > 1e6)
+          return usage_error("invalid value for " + flag_name(c) + ": '" + arg +
+                             "' (expected MB/s, a number from 0 = unlimited to 1000000)");
+        s->recovery_rate_mb = v;
+        break;
+      }
       case kOptRingSize: {
         long long v = 0;
         if (!parse_item_size(arg, &v) || v <= 0) return bad_value(c, arg);
@@ -666,6 +688,10 @@ ParseOutcome parse_settings(int argc, char** argv, Settings* s) {
   }
   if (!s->cluster() && !s->cluster_secret_file.empty()) {
     return usage_error("--cluster-secret-file needs --meta (cluster mode)");
+  }
+  if (!s->cluster() && (s->spare || s->recovery_rate_mb != 0)) {
+    return usage_error(std::string(s->spare ? "--spare" : "--recovery-rate-mb") +
+                       " needs --meta (cluster mode)");
   }
   if (!s->cluster() && s->replication_ring_size != 0) {
     return usage_error("--replication-ring-size needs --meta (cluster mode)");

@@ -75,6 +75,8 @@ struct Settings {
   int failover_wait_ms = 1000;        // --failover-wait-ms
   size_t replication_ring_size = 0;   // --replication-ring-size (bytes; 0: the default,
                                       //   8 MiB or 4 x -I + 64 KiB if larger)
+  bool spare = false;                 // --spare: join as a spare
+  double recovery_rate_mb = 0;        // --recovery-rate-mb (MB/s; 0: unlimited)
   bool cluster() const { return !meta_host.empty(); }
 };
 

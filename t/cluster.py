@@ -61,7 +61,8 @@ def ring_size_flag():
 
 _ROW = re.compile(r"^(\d+)\s+(\w+)\s+(up|down|unknown)\S*\s*\S*\s+(\S+)\s+"
                   r"(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")
-_SUMMARY = re.compile(r"^partitions: (\d+) fully replicated, (\d+) degraded"
+_SUMMARY = re.compile(r"^partitions: (\d+) fully replicated, "
+                      r"(?:(\d+) recovering[^,]*, )?(\d+) degraded"
                       r".*?, (\d+) without a primary", re.M)
 _HEARTBEAT_ROW = re.compile(r"^(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)\s+"
                             r"(\d+)\s+(.*)$")
@@ -108,8 +109,9 @@ def parse_status(out):
                 suspicion=float(m.group(4)), false=int(m.group(5)),
                 verdict=m.group(6).strip())
     s = _SUMMARY.search(main)
-    summary = dict(fully=int(s.group(1)), degraded=int(s.group(2)),
-                   unassigned=int(s.group(3))) if s else None
+    summary = dict(fully=int(s.group(1)), recovering=int(s.group(2) or 0),
+                   degraded=int(s.group(3)),
+                   unassigned=int(s.group(4))) if s else None
     recovery = [l for l in main.splitlines()
                 if l.lower().startswith("recover")]
     return dict(epoch=int(head.group(1)), partitions=int(head.group(2)),

@@ -34,6 +34,7 @@ std::vector<ControlMsg> samples() {
   b.node_id = 2;
   b.since_ms = 7;
   b.replication = "lag 3 entries";
+  b.recovering = {3, 17, 1023};
   b.heartbeating = true;
   b.suspected = true;
   b.heartbeat_age_us = 90000;
@@ -63,7 +64,9 @@ std::vector<ControlMsg> samples() {
       ErrorMsg{ErrorMsg::kNodeBusy, "node id 3 is already connected"},
       ErrorMsg{ErrorMsg::kFenced, "node 2 was declared failed at epoch 9"},
       SuspectMsg{2, "forwarding to node 2: peer closed the connection"},
-      ReportMsg{"recovering 341 partitions from 2 nodes, 12.5 MB so far"},
+      ReportMsg{"recovering 341 partitions from 2 nodes, 12.5 MB so far, 3.1 MB/s", 12,
+                {0, 5, 16383}},
+      ReportMsg{"caught up", 13, {}},
   };
 }
 
@@ -166,6 +169,20 @@ TEST(ControlMsg, WellFramedButWrongContentIsTyped) {
   wire::put_str16(st, "");
   wire::put_u32(st, 0xffffffff);
   EXPECT_EQ(decode(frame_of(5, 1, st)).status().code(), ClusterErrc::kCorrupt);
+  // REPORT partition lists: unsorted, repeated, out of range, too long.
+  auto report = [](std::vector<uint32_t> parts, uint32_t count) {
+    std::vector<std::byte> b;
+    wire::put_str16(b, "recovering");
+    wire::put_u64(b, 4);
+    wire::put_u32(b, count);
+    for (uint32_t p : parts) wire::put_u32(b, p);
+    return decode(frame_of(uint16_t(MsgType::kReport), 1, b));
+  };
+  EXPECT_TRUE(report({1, 2, 9}, 3));
+  for (auto bad : {std::vector<uint32_t>{2, 1}, {4, 4}, {ClusterMap::kMaxPartitions}})
+    EXPECT_EQ(report(bad, uint32_t(bad.size())).status().code(), ClusterErrc::kCorrupt);
+  EXPECT_EQ(report({1}, ClusterMap::kMaxPartitions + 1).status().code(), ClusterErrc::kCorrupt);
+  EXPECT_EQ(report({1}, 2).status().code(), ClusterErrc::kCorrupt);
 }
 
 TEST(ControlMsg, OversizeIsRefused) {

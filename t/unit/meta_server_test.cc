@@ -123,10 +123,13 @@ class MetaServerTest : public ::testing::Test {
     }
   }
 
-  Membership& add_member(uint32_t node_id = 0) {
+  Membership& add_member(uint32_t node_id = 0, bool spare = false,
+                         std::function<ReportMsg()> report = {}) {
     MembershipOptions o;
     o.meta_port = port_;
     o.node_id = node_id;
+    o.spare = spare;
+    o.replication_state = std::move(report);
     int n = int(members_.size()) + 1;
     o.memcached_addr = "127.0.0.1:" + std::to_string(11210 + n);
     o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + n);
@@ -527,6 +530,69 @@ TEST_F(MetaServerTest, FourthJoinAfterBootstrapTakesSecondariesOnly) {
     ASSERT_EQ(after->primary(p), before->primary(p)) << "partition " << p;
   EXPECT_EQ(after->primary_count(d.node_id()), 0u);
   EXPECT_GE(after->secondary_count(d.node_id()), after->partitions() / 4 - 1);
+}
+
+// Issue 6: a spare holds nothing until a failure, then takes every copy the
+// failure left to be made; its copies count as recovering until it REPORTs
+// them complete at the epoch that assigned them.
+TEST_F(MetaServerTest, SpareTakesTheLostCopiesAndReportsThemRecovered) {
+  meta_.reset();
+  detector_floor_ = std::chrono::milliseconds(250);  // see the heartbeat test
+  bootstrap_servers_ = 2;
+  start_meta(0);
+  Membership& a = add_member();
+  Membership& b = add_member();
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
+  std::atomic<bool> recovered{false};
+  std::atomic<Membership*> spare_self{nullptr};
+  Membership& sp = add_member(0, true, [&]() -> ReportMsg {
+    Membership* me = spare_self.load();
+    if (!recovered.load() || me == nullptr) return ReportMsg{"n/a", 0, {}};
+    return ReportMsg{"caught up", me->epoch(), {}};
+  });
+  spare_self.store(&sp);
+  ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 3; }, 5000));
+  ASSERT_TRUE(eventually([&] { return sp.connected(); }, 5000));
+  const uint32_t ids = sp.node_id(), ida = a.node_id(), idb = b.node_id();
+  auto before = meta_->map();
+  EXPECT_EQ(before->server(ids)->state, ServerState::kSpare);
+  EXPECT_EQ(before->primary_count(ids) + before->secondary_count(ids), 0u);
+  expect_converged();
+  b.stop();
+  ASSERT_TRUE(eventually([&] {
+    const ServerInfo* s = meta_->map()->server(idb);
+    return s != nullptr && s->state == ServerState::kFailed;
+  }, 5000)) << "b was never declared failed";
+  auto m = meta_->map();
+  EXPECT_EQ(m->epoch(), before->epoch() + 1) << "one epoch for the failure and the spare";
+  EXPECT_EQ(m->server(ids)->state, ServerState::kUp);
+  EXPECT_EQ(m->primary_count(ids), 0u);
+  // With two servers every partition lost a copy: all go to the spare, and
+  // a (promoted everywhere) keeps no secondary.
+  EXPECT_EQ(m->secondary_count(ids), m->partitions());
+  EXPECT_EQ(m->primary_count(ida), m->partitions());
+  {
+    std::lock_guard g(log_mu_);
+    EXPECT_NE(log_.find("spare node " + std::to_string(ids) + " takes"), std::string::npos)
+        << log_;
+  }
+  // Not reported yet: every copy of the spare is still being recovered.
+  EXPECT_EQ(status_of(*meta_, ids).recovering.size(), m->partitions());
+  EXPECT_TRUE(status_of(*meta_, ida).recovering.empty());
+  recovered.store(true);
+  ASSERT_TRUE(eventually([&] { return status_of(*meta_, ids).recovering.empty(); }, 5000))
+      << "a REPORT at the new epoch with nothing incomplete did not clear the copies";
+  // The promoted spare stays up when it reconnects (its JOIN still says
+  // kSpare): here after a meta server restart.
+  const uint16_t port = port_;
+  const uint64_t epoch = meta_->map()->epoch();
+  meta_.reset();
+  start_meta(port);
+  ASSERT_TRUE(eventually([&] { return sp.connected() && a.connected(); }, 5000));
+  ASSERT_TRUE(eventually([&] { return status_of(*meta_, ids).connected; }, 5000));
+  EXPECT_EQ(meta_->map()->epoch(), epoch) << "the reconnect changed the map";
+  EXPECT_EQ(meta_->map()->server(ids)->state, ServerState::kUp);
+  EXPECT_EQ(meta_->map()->secondary_count(ids), m->partitions());
 }
 
 TEST(Heartbeat, SlotRoundTripsAndATornSlotIsRefused) {

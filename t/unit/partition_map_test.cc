@@ -236,6 +236,8 @@ TEST(PartitionMap, ChecksummedButInvalidContentIsRefused) {
       << r.status().message();
 }
 
+// Issue 6: on a failure a spare takes exactly the copies the failure left
+// to be made; survivors keep what they held, no primary moves to it.
 }  // namespace
 }  // namespace ftm::repl
 
@@ -269,6 +271,82 @@ TEST(PartitionMap, KeepPrimariesOnlyPromotesAndJoinersTakeSecondaries) {
   for (uint32_t p = 0; p < 1024; p++) ASSERT_EQ(joined.primary(p), after.primary(p));
   EXPECT_EQ(joined.primary_count(4), 0u);
   EXPECT_GE(joined.secondary_count(4), 1024u / 3 - 1);
+}
+
+// Issue 6: on a failure a spare takes exactly the copies the failure left
+// to be made; survivors keep what they held, no primary moves to it.
+TEST(PartitionMap, SpareTakesTheCopiesAFailureLeft) {
+  for (uint32_t R : {2u, 3u}) {
+    ClusterMap m(1024, R);
+    for (uint32_t id = 1; id <= 4; id++) {
+      m.upsert_server(server(id));
+      m = compute_placement(m, R);
+    }
+    m.upsert_server(server(5, ServerState::kSpare));
+    ClusterMap failed = m;
+    failed.upsert_server(server(2, ServerState::kFailed));
+    ClusterMap next = compute_placement(failed, R, true);
+    const ClusterMap before_spare = next;
+    uint32_t lost = 0;  // copies held after the failure by a server that lacked them
+    for (uint32_t p = 0; p < 1024; p++)
+      for (uint32_t id : next.secondaries(p)) lost += !m.holds(p, id);
+    ASSERT_GT(lost, 0u);
+    const uint32_t taken = give_to_spare(m, &next, 5);
+    EXPECT_EQ(taken, lost) << "R=" << R;
+    ASSERT_NE(next.server(5), nullptr);
+    EXPECT_EQ(next.server(5)->state, ServerState::kUp);
+    EXPECT_EQ(next.primary_count(5), 0u) << "R=" << R;
+    EXPECT_EQ(next.secondary_count(5), taken) << "R=" << R;
+    for (uint32_t p = 0; p < 1024; p++) {
+      ASSERT_EQ(next.primary(p), before_spare.primary(p)) << p;
+      ASSERT_EQ(next.replicas_of(p).size(), R) << p;
+      ASSERT_FALSE(next.holds(p, 2)) << p;
+      // Every copy the survivors hold now they held before the failure.
+      for (uint32_t id : next.replicas_of(p)) {
+        if (id == 5) continue;
+        ASSERT_TRUE(m.holds(p, id)) << "R=" << R << " partition " << p;
+      }
+    }
+    // Not a spare (any more): nothing changes.
+    ClusterMap again = next;
+    EXPECT_EQ(give_to_spare(m, &again, 5), 0u);
+    EXPECT_TRUE(again == next);
+  }
+}
+
+// A copy still being recovered is promoted only when no complete copy of
+// the partition survives.
+TEST(PartitionMap, IncompleteCopiesArePromotedLast) {
+  ClusterMap m(256, 3);
+  for (uint32_t id = 1; id <= 4; id++) {
+    m.upsert_server(server(id));
+    m = compute_placement(m, 3);
+  }
+  // Every copy on node 4 is incomplete, except in partitions where it is
+  // the only survivor besides nothing (none here: 3 copies).
+  auto incomplete = [](uint32_t, uint32_t node) { return node == 4; };
+  ClusterMap failed = m;
+  failed.upsert_server(server(1, ServerState::kFailed));
+  ClusterMap plain = compute_placement(failed, 3, true);
+  ClusterMap careful = compute_placement(failed, 3, true, incomplete);
+  uint32_t orphans = 0, plain_on_4 = 0;
+  for (uint32_t p = 0; p < 256; p++) {
+    if (m.primary(p) != 1) continue;
+    orphans++;
+    plain_on_4 += plain.primary(p) == 4;
+    EXPECT_NE(careful.primary(p), 4u) << "incomplete copy promoted, partition " << p;
+    EXPECT_TRUE(m.holds(p, careful.primary(p))) << p;
+  }
+  ASSERT_GT(orphans, 0u);
+  EXPECT_GT(plain_on_4, 0u) << "the case does not test the preference";
+  // With node 4 the only survivor of a partition, it is promoted anyway.
+  ClusterMap two(8, 2);
+  two.upsert_server(server(1));
+  two.upsert_server(server(4));
+  two = compute_placement(two, 2);
+  two.upsert_server(server(1, ServerState::kFailed));
+  ClusterMap after = compute_placement(two, 2, true, incomplete);
+  for (uint32_t p = 0; p < 8; p++) EXPECT_EQ(after.primary(p), 4u) << p;
 }
 
 }  // namespace
