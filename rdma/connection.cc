@@ -4,6 +4,8 @@
 
 #include <rdma/fi_rma.h>
 
+#include <thread>
+
 #include "rdma/domain_internal.h"
 
 namespace ftm::rdma {
@@ -19,6 +21,18 @@ constexpr auto kMaxSpin = std::chrono::milliseconds(2);
 
 bool Op::done() const {
   return !s_ || s_->done.load(std::memory_order_acquire);
+}
+
+Status Op::wait_driving(std::chrono::microseconds nap) {
+  if (!s_) return Status(Code::kInvalidArgument, "", "wait", "empty Op");
+  OpState* op = s_.get();
+  auto& d = *op->conn->dom;
+  while (!op->done.load(std::memory_order_acquire)) {
+    d.drive();  // try-lock: never blocks behind another driver
+    if (op->done.load(std::memory_order_acquire)) break;
+    std::this_thread::sleep_for(nap);
+  }
+  return op->status;
 }
 
 Status Op::wait() {

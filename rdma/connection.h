@@ -52,6 +52,15 @@ class Op {
   // itself while operations keep completing (lowest latency), then sleeps
   // until the progress thread completes the op (no CPU).
   Status wait();
+  // Like wait(), but this thread drives the completion queue itself until
+  // the op completes, napping `nap` between looks, instead of sleeping
+  // until the progress thread completes it. For a thread whose timing
+  // matters more than a little CPU: the heartbeat writer runs at real-time
+  // priority, and with wait() each heartbeat would wait for the
+  // normal-priority progress thread, which a loaded host may leave
+  // unscheduled for longer than the failure detector's timeout. Bounded
+  // like wait() (the progress thread fails the op at its deadline).
+  Status wait_driving(std::chrono::microseconds nap);
   // REQUIRES done() and ok: the length of the message a recv received
   // (0 for other operations).
   size_t bytes() const;

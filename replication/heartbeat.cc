@@ -12,6 +12,10 @@ namespace ftm::repl {
 
 namespace {
 
+// Between looks at the completion queue while a heartbeat's write or read
+// is outstanding (tens of microseconds on loopback).
+constexpr std::chrono::microseconds kDriveNap{20};
+
 // Any change of either word changes the check (an odd multiplier is a
 // bijection mod 2^64), and an all-zero slot never checks.
 uint64_t mix(const HeartbeatValue& v) {
@@ -119,10 +123,13 @@ void HeartbeatWriter::run() {
     value_.counter++;
     encode_heartbeat(value_, buf_);
     const auto posted = std::chrono::steady_clock::now();
-    rdma::Status st = conn_.write(*mr_, 0, remote_, offset_, 24).wait();
+    // Driven by this (real-time) thread, not left to the progress thread:
+    // see Op::wait_driving.
+    rdma::Status st = conn_.write(*mr_, 0, remote_, offset_, 24).wait_driving(kDriveNap);
     // Read back after the write completed: what it sees is the meta
     // server's word at a time after this heartbeat arrived.
-    if (st && lease_.lease != nullptr) st = conn_.read(*mr_, 24, remote_, offset_ + 24, 8).wait();
+    if (st && lease_.lease != nullptr)
+      st = conn_.read(*mr_, 24, remote_, offset_ + 24, 8).wait_driving(kDriveNap);
     uint64_t fence = 0;
     if (st && lease_.lease != nullptr) {
       fence = load_word(buf_ + 24);

@@ -116,6 +116,36 @@ def error_text(reply_or_exc):
     return _NUMBERS.sub("N", "%s: %s" % (type(e).__name__, e))[:120]
 
 
+def store_through(c, servers, values, seconds=10):
+    """Stores each key's value (`values`: {key: bytes}) through `servers`
+    in turn, retrying what is not STORED (a SERVER_ERROR while a partition
+    is in transition, a refused connection) for up to `seconds`; fails the
+    test with the last answers and `c`'s logs if some key never was."""
+    pending = dict(values)
+    last = {}
+    deadline = time.monotonic() + seconds
+    i = 0
+    while pending and time.monotonic() < deadline:
+        for k in list(pending):
+            s = servers[i % len(servers)]
+            i += 1
+            try:
+                with Client(s.port, host=s.host) as conn:
+                    r = conn.set(k, pending[k])
+            except OSError as e:
+                r = repr(e).encode()
+            if r == STORED:
+                del pending[k]
+            else:
+                last[k] = (s.node_id, r)
+        if pending:
+            time.sleep(0.05)
+    assert not pending, "%d keys not stored through nodes %s in %ss; last " \
+        "answers (node, reply): %r\n%s" % (
+            len(pending), [s.node_id for s in servers], seconds,
+            list(last.items())[:5], c.logs())
+
+
 class KeyLog:
     """One key's record. acked: the last value answered STORED (None: no
     write acknowledged yet); pending: values written after it whose outcome

@@ -31,7 +31,7 @@ from cluster import (ClusterError, cluster_support, failed_nodes,
                      fully_replicated, up_nodes)
 from conftest import IS_FTM
 import netns
-from loadgen import Client, LoadGen, STORED
+from loadgen import Client, LoadGen, store_through
 
 pytestmark = [
     pytest.mark.skipif(not IS_FTM, reason="partition tests need ftmemcached"),
@@ -115,34 +115,6 @@ def settled(c, timeout=30):
                          len(up_nodes(st)) == c.n, timeout,
                          "the cluster to settle (fully replicated, epoch "
                          "unchanged for 1s)")
-
-
-def store_through(c, servers, values, seconds=10):
-    """Stores each key's value through `servers` in turn, retrying a
-    SERVER_ERROR (a partition in transition) for up to `seconds`."""
-    pending = dict(values)
-    last = {}
-    deadline = time.monotonic() + seconds
-    i = 0
-    while pending and time.monotonic() < deadline:
-        for k in list(pending):
-            s = servers[i % len(servers)]
-            i += 1
-            try:
-                with Client(s.port, host=s.host) as conn:
-                    r = conn.set(k, pending[k])
-            except OSError as e:
-                r = repr(e).encode()
-            if r == STORED:
-                del pending[k]
-            else:
-                last[k] = (s.node_id, r)
-        if pending:
-            time.sleep(0.05)
-    assert not pending, "%d keys not stored through nodes %s in %ss; last " \
-        "answers (node, reply): %r\n%s" % (
-            len(pending), [s.node_id for s in servers], seconds,
-            list(last.items())[:5], c.logs())
 
 
 def read_through(server, keys, seconds):
