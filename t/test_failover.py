@@ -230,6 +230,9 @@ def test_meta_stale_and_win_state_survive_failover(make_cluster):
         assert m.meta("ms %s 2" % fresh, "v2") == b"HD\r\n"
         assert m.meta("md %s I" % fresh) == b"HD\r\n"
         assert m.meta("ms %s 2 b" % b64, "v3") == b"HD\r\n"
+    # Both copies complete before the kill (a false failover while the
+    # cluster formed may have left a secondary still recovering).
+    c.wait_fully_replicated(RECOVERY_TIMEOUT)
     before = c.status()
     c.kill_server(victim)
     c.wait_failed(victim, before["epoch"], FAILOVER_TIMEOUT)
