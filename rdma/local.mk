@@ -11,6 +11,6 @@ libftm_rdma_a_SOURCES = \
 	rdma/listener.cc rdma/listener.h \
 	rdma/fabric_info.cc rdma/fabric_info.h \
 	rdma/bare_probe.cc rdma/bare_probe.h \
-	rdma/cluster_secret.cc rdma/cluster_secret.h rdma/handshake.cc
+	rdma/cluster_secret.cc rdma/cluster_secret.h rdma/handshake.cc rdma/secret_option.h
 libftm_rdma_a_CPPFLAGS = $(AM_CPPFLAGS) $(LIBFABRIC_CFLAGS) $(LIBCRYPTO_CFLAGS)
 EXTRA_DIST += rdma/README.md

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "config.h"
-#include "rdma/cluster_secret.h"
+#include "rdma/secret_option.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
 #include "replication/inspect.h"
@@ -388,15 +388,7 @@ int main(int argc, char** argv) {
   if (hp->first == "localhost" || hp->first.rfind("127.", 0) == 0)
     fo.local_addr = "127.0.0.1";
   fo.identity = "ftmemcached-ctl";
-  if (!secret_file.empty()) {
-    auto secret = rdma::load_cluster_secret(secret_file);
-    if (!secret) {
-      std::fprintf(stderr, "ftmemcached-ctl: %s\n",
-                   secret.status().to_string().c_str());
-      return EX_CONFIG;
-    }
-    fo.cluster_secret = std::move(*secret);
-  }
+  if (!rdma::apply_secret_option("ftmemcached-ctl", secret_file, &fo)) return EX_CONFIG;
   fo.connect_timeout = std::chrono::milliseconds(timeout_ms);
   fo.log = [](std::string_view) {};  // keep stdout/stderr for the answer
   auto fabric = rdma::Fabric::open(fo);

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "config.h"
-#include "rdma/cluster_secret.h"
+#include "rdma/secret_option.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
 #include "replication/meta_server.h"
@@ -206,15 +206,7 @@ int main(int argc, char** argv) {
   // Heartbeats land through the progress thread: on a starved host a
   // normal-priority one would delay them into false suspicions.
   fo.realtime_progress = true;
-  if (!secret_file.empty()) {
-    auto secret = rdma::load_cluster_secret(secret_file);
-    if (!secret) {
-      std::fprintf(stderr, "ftmemcached-meta: %s\n",
-                   secret.status().to_string().c_str());
-      return EX_CONFIG;
-    }
-    fo.cluster_secret = std::move(*secret);
-  }
+  if (!rdma::apply_secret_option("ftmemcached-meta", secret_file, &fo)) return EX_CONFIG;
   auto fabric = rdma::Fabric::open(fo);
   if (!fabric) {
     std::fprintf(stderr, "ftmemcached-meta: --fabric: %s\n",

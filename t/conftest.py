@@ -332,3 +332,17 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append((
                 "server %s (exit %s)" % (" ".join(s.cmd), rc),
                 err[-4000:] if err else "(no stderr)"))
+
+
+@pytest.fixture
+def loads():
+    """LoadGens started by a test are stopped at teardown, whatever
+    happened."""
+    started = []
+
+    def run(lg):
+        started.append(lg)
+        return lg.start()
+    yield run
+    for lg in started:
+        lg.__exit__(None, None, None)

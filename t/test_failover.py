@@ -80,20 +80,6 @@ def make_cluster(request):
             c.close()
 
 
-@pytest.fixture
-def loads():
-    """LoadGens started by a test are stopped at teardown, whatever
-    happened."""
-    started = []
-
-    def run(lg):
-        started.append(lg)
-        return lg.start()
-    yield run
-    for lg in started:
-        lg.__exit__(None, None, None)
-
-
 def kill_and_wait_failed(c, lg, node, sig=signal.SIGKILL):
     """SIGKILL (or SIGSTOP) `node`, until status shows it failed at a
     higher epoch; returns (signal time, status)."""

@@ -90,18 +90,6 @@ def cluster(net, request):
             c.close()
 
 
-@pytest.fixture
-def loads():
-    started = []
-
-    def run(lg):
-        started.append(lg)
-        return lg.start()
-    yield run
-    for lg in started:
-        lg.__exit__(None, None, None)
-
-
 def settled(c, timeout=30):
     """Waits until every partition has its copies and the epoch has not
     moved for a second (joins settle); returns that status."""
