@@ -198,6 +198,7 @@ void FailureDetector::update_timeout(Node& n) const {
   const double alpha = std::max(double(o_.floor.count()), 4 * sd) * n.widen;
   // At least 1 us: level divides by it.
   n.timeout = microseconds(std::max<int64_t>(1, int64_t(std::ceil(mean + alpha))));
+  if (n.incarnation == 0 && n.counter == 0) n.timeout = std::max(n.timeout, o_.first_heartbeat);
 }
 
 microseconds FailureDetector::age_of(const Node& n, Clock::time_point now) {

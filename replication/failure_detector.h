@@ -53,6 +53,13 @@ class FailureDetector {
     std::chrono::microseconds initial_interval{5000};  // the mean until 2 samples are in
                                                        // (at least this with 1)
     double max_widen = 64;                             // cap on widen (>= 1)
+    // The least timeout of a watched server that has not written its first
+    // heartbeat yet (0: none beyond the usual). After JOIN_OK a server sets
+    // up its heartbeat connection first; on a busy host that took longer
+    // than the 105 ms default timeout, and every joiner was suspected at
+    // once (seen in CI as formation-time failovers). A server dying before
+    // its first heartbeat is noticed this late.
+    std::chrono::microseconds first_heartbeat{0};
   };
 
   // One server as seen at some `now`, for `ftmemcached-ctl status` and logs.

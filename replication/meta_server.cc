@@ -198,6 +198,7 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     fo.heartbeat_interval = ms->opts_.heartbeat_interval;
     fo.detector.floor = ms->opts_.detector_floor;
     fo.detector.initial_interval = ms->opts_.heartbeat_interval;
+    fo.detector.first_heartbeat = std::chrono::seconds(1);  // see its comment
     fo.isolation_grace = ms->opts_.restart_grace;
     fo.max_node = ClusterMap::kMaxServers;
     fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };

@@ -310,6 +310,30 @@ TEST(FailureDetectorTest, WatchedServerThatNeverBeatsIsSuspected) {
   EXPECT_TRUE(s.fd.scan(start + std::chrono::seconds(1)).empty());
 }
 
+// A joiner sets up its heartbeat connection before its first heartbeat; on
+// a busy host that took longer than the normal timeout (CI: every joiner
+// suspected at once). Until the first heartbeat the timeout is at least
+// first_heartbeat; after it, the usual one.
+TEST(FailureDetectorTest, FirstHeartbeatGetsItsOwnGrace) {
+  FailureDetector::Options o;
+  o.first_heartbeat = milliseconds(1000);
+  Sim s(o);
+  EXPECT_EQ(s.view().timeout, milliseconds(1000));
+  s.advance(milliseconds(900));
+  EXPECT_TRUE(s.suspicions.empty()) << "suspected before its first heartbeat was due";
+  s.beat();
+  EXPECT_EQ(s.view().timeout, milliseconds(5 + 20));  // the usual one from now on
+  s.advance(milliseconds(40));
+  EXPECT_EQ(s.suspicions, std::vector<uint32_t>{1});
+  // A node that never beats is still suspected, at the grace.
+  s.fd.watch(2, s.now);
+  s.suspicions.clear();
+  s.advance(milliseconds(999));
+  EXPECT_TRUE(s.suspicions.empty());
+  s.advance(milliseconds(2));
+  EXPECT_EQ(s.suspicions, std::vector<uint32_t>{2});
+}
+
 TEST(FailureDetectorTest, HeartbeatFromUnknownNodeStartsWatchingIt) {
   Sim s;
   EXPECT_FALSE(s.fd.heartbeat(5, 3, 1, s.now));
