@@ -147,7 +147,9 @@ class ReplicationManager : public EffectSink {
   // true and `done` fires once, from a writer's flusher thread, when they
   // all are (ok) or one cannot be (ok false). If the failure is already
   // known (an append failed, a writer had failed), `done(ctx, false)` fires
-  // on the calling thread before barrier() returns true.
+  // on the calling thread before barrier() returns true; so does
+  // `done(ctx, true)` when the last effect is delivered while barrier()
+  // registers its waits (the registration guard completes it).
   bool barrier(Cluster::BarrierDone done, void* ctx);
 
   // EffectSink. on_change appends an effect when this node is the key's
