@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "replication/snapshot.h"
+#include "replication/wire_bytes.h"
 
 namespace ftm::repl {
 
@@ -17,14 +18,8 @@ namespace {
 
 using Clock = Recovery::Clock;
 
-void put_le(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t get_le(std::string_view in, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[at + i])} << (8 * i);
-  return v;
-}
+using wire::get_le;
+using wire::put_le;
 
 std::string error_reply(const std::string& why) {
   std::string r(1, '\1');

@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "replication/wire_bytes.h"
 #include "src/clock.h"
 
 namespace ftm::repl {
@@ -23,14 +24,8 @@ std::atomic<uint64_t> g_next_manager_id{1};
 // Reply: u8 0 + RegionDescriptor wire form, or u8 1 + error text.
 constexpr size_t kRingOpenSize = 12;
 
-void put_le(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t get_le(std::string_view in, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[at + i])} << (8 * i);
-  return v;
-}
+using wire::get_le;
+using wire::put_le;
 
 // One barrier() that has to wait: fires `done` when `remaining` drops to 0.
 struct Waiter {

@@ -8,7 +8,10 @@
 #define FTM_REPLICATION_WIRE_BYTES_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <string>
+#include <string_view>
 
 namespace ftm::repl::wire {
 
@@ -27,6 +30,19 @@ template <class T>
 T get(const std::byte* p, size_t off) {
   T v;
   std::memcpy(&v, p + off, sizeof v);
+  return v;
+}
+
+// Appends the low `bytes` bytes of `v`, little-endian (peer RPC payloads:
+// replication_manager.cc, recovery.cc).
+inline void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Reads `bytes` little-endian bytes at in[at]. REQUIRES at + bytes <= size.
+inline uint64_t get_le(std::string_view in, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[at + i])} << (8 * i);
   return v;
 }
 
