@@ -99,6 +99,13 @@ void Conn::drive(bool readable, bool writable) {
   }
   if (!closing_ && !parked()) process();
   if (!flush()) return close();
+  if (output_blocked_ && pending() < kOutHighWater && !closing_ && !parked()) {
+    // Paused at the high-water mark and the socket has since taken enough:
+    // nothing else would wake us (an emptied buffer asks for no write event,
+    // and the client sends nothing more), so come back. With the output
+    // still high, the write event resumes instead.
+    schedule_resume();
+  }
   if (pending() == 0 && !parked() && (closing_ || (eof_ && !resume_pending_))) return close();
   if (pending() == 0 && out_.capacity() > kOutHighWater) {
     std::string().swap(out_);  // give a huge reply's memory back
@@ -179,7 +186,12 @@ bool Conn::read_some() {
 }
 
 void Conn::process() {
-  if (pending() >= kOutHighWater || rstart_ == rend_) return;
+  if (rstart_ == rend_) return;
+  if (pending() >= kOutHighWater) {
+    output_blocked_ = true;  // drive() resumes once the output drains
+    return;
+  }
+  output_blocked_ = false;
   if (need_ > rend_ - rstart_) return;  // still waiting for a data block
   std::string_view in(rbuf_.get() + rstart_, rend_ - rstart_);
   state_.store("conn_parse_cmd", std::memory_order_relaxed);
@@ -236,17 +248,17 @@ void Conn::process() {
     closing_ = true;  // the parser asked for more than any request can hold
     return;
   }
-  if (r.yielded || r.paused) {
-    // Paused: the output is at the high-water mark. If the socket takes it
-    // all at once no write event comes, so come back either way; with the
-    // output still high, process() returns at once and the write event
-    // resumes.
-    if (r.yielded) worker_->stats().conn_yields.add();
-    if (!resume_pending_) {
-      resume_pending_ = true;
-      event_active(resume_ev_, 0, 0);
-    }
+  if (r.paused) output_blocked_ = true;
+  if (r.yielded) {
+    worker_->stats().conn_yields.add();
+    schedule_resume();
   }
+}
+
+void Conn::schedule_resume() {
+  if (resume_pending_) return;
+  resume_pending_ = true;
+  event_active(resume_ev_, 0, 0);
 }
 
 // -vv: one request at a time, so the log shows each command next to its

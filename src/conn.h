@@ -79,6 +79,7 @@ class Conn {
   bool read_some();   // false: hard error
   bool flush();       // false: hard error
   void process();
+  void schedule_resume();  // runs drive() once more from the event loop
   ProtoResult process_logged(std::string_view in, int max_requests);
   void update_events();
   bool ensure_room(size_t bytes);
@@ -120,6 +121,10 @@ class Conn {
   bool closing_ = false;  // close once out_ is written
   bool eof_ = false;      // peer closed its side
   bool resume_pending_ = false;
+  // Input is waiting behind the output high-water mark (process() returned
+  // at once, or a get paused). Once a flush brings the output below the
+  // mark, drive() must resume it: no write event comes for an empty buffer.
+  bool output_blocked_ = false;
 
   // Cluster mode. What a Cluster callback's ctx points to: stable while the
   // call is out (tokens_ is resized only with no Gather outstanding).
