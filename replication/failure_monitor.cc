@@ -114,6 +114,11 @@ void FailureMonitor::fence(uint32_t node, uint64_t epoch) {
   if (node <= opts_.max_node) array_->fence(node, epoch);
 }
 
+bool FailureMonitor::suspected(uint32_t node) const {
+  std::lock_guard g(mu_);
+  return watched_.count(node) != 0 && detector_.suspected(node);
+}
+
 bool FailureMonitor::others_alive(uint32_t node) const {
   std::lock_guard g(mu_);
   for (uint32_t n : watched_)

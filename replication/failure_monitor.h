@@ -104,6 +104,9 @@ class FailureMonitor {
   // means every server looks dead at once, which says more about this
   // metadata server's own connectivity than about them.
   bool others_alive(uint32_t node) const;
+  // Whether `node` is watched and suspected now (false once a heartbeat
+  // cleared the suspicion).
+  bool suspected(uint32_t node) const;
   // Copies the detector's view of s->node_id into s's heartbeat fields.
   void fill(ServerStatus* s) const;
   // How long `node` may still hold a lease from its last heartbeat that

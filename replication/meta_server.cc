@@ -203,7 +203,7 @@ ClusterResult<std::unique_ptr<MetaServer>> MetaServer::start(
     fo.max_node = ClusterMap::kMaxServers;
     fo.log = [p = ms.get()](std::string_view line) { p->log(std::string(line)); };
     fo.on_suspect = [p = ms.get()](uint32_t node, const std::string& reason) {
-      p->declare_failed(node, reason);
+      p->on_suspect(node, reason);
     };
     auto m = FailureMonitor::start(fabric, std::move(fo));
     if (!m)
@@ -284,6 +284,7 @@ void MetaServer::accept_loop() {
     auto c = listener_->accept(std::chrono::milliseconds(100));
     reap_sessions(false);
     watch_absent();
+    judge_holds();
     if (spawner_) spawner_->reap();
     if (!c) {
       // kTimeout, or a connector that went away; a refused proof of the
@@ -385,6 +386,7 @@ void MetaServer::serve(const std::shared_ptr<Session>& s) {
       }
     }
   }
+  judge_holds();  // a held node whose connection closed is dead: fail it now
   s->done.store(true);
 }
 
@@ -587,6 +589,83 @@ bool MetaServer::fail_locked(uint32_t node, const std::string& why, uint32_t* us
     monitor_->forget(node);
   }
   return true;
+}
+
+uint32_t MetaServer::sole_copies_locked(uint32_t node) const {
+  const ServerInfo* me = map_.server(node);
+  if (me == nullptr || me->state != ServerState::kUp) return 0;
+  // A primary's copy is the one writes go to: complete by definition (one
+  // promoted from an incomplete copy was the best left). So a node holds
+  // a partition's only complete copy when it is the primary and none of
+  // the secondaries has finished recovering.
+  uint32_t sole = 0;
+  for (uint32_t p = 0; p < map_.partitions(); ++p) {
+    if (map_.primary(p) != node) continue;
+    bool other = false;
+    for (uint32_t h : map_.secondaries(p)) {
+      const ServerInfo* s = map_.server(h);
+      if (s != nullptr && s->state == ServerState::kUp && !incomplete_locked(p, h)) {
+        other = true;
+        break;
+      }
+    }
+    if (!other) ++sole;
+  }
+  return sole;
+}
+
+void MetaServer::on_suspect(uint32_t node, const std::string& reason) {
+  {
+    std::lock_guard g(mu_);
+    if (holds_.count(node)) return;
+    auto m = members_.find(node);
+    const bool connected = m != members_.end() && m->second.connected;
+    const uint32_t sole = connected && opts_.sole_copy_hold.count() > 0 ? sole_copies_locked(node) : 0;
+    if (sole > 0) {
+      holds_[node] = Hold{reason, std::chrono::steady_clock::now()};
+      log("ftmemcached-meta: NOT declaring node " + std::to_string(node) + " failed yet (" +
+          reason + "): it holds the only complete copy of " + std::to_string(sole) +
+          " partitions and its control connection is open; waiting up to " +
+          std::to_string(opts_.sole_copy_hold.count()) +
+          " ms for its heartbeat, its connection to close or another copy to complete");
+      return;
+    }
+  }
+  declare_failed(node, reason);
+}
+
+void MetaServer::judge_holds() {
+  std::vector<std::pair<uint32_t, std::string>> fail;
+  {
+    std::lock_guard g(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = holds_.begin(); it != holds_.end();) {
+      const uint32_t node = it->first;
+      const Hold& h = it->second;
+      const ServerInfo* s = map_.server(node);
+      auto m = members_.find(node);
+      std::string why;
+      if (s == nullptr || s->state != ServerState::kUp) {
+        // Failed (or gone) by another path: nothing to decide.
+      } else if (monitor_ && !monitor_->suspected(node)) {
+        log("ftmemcached-meta: node " + std::to_string(node) +
+            " heartbeats again: not declared failed (" + h.reason + ")");
+      } else if (m == members_.end() || !m->second.connected) {
+        why = "; its control connection closed";
+      } else if (sole_copies_locked(node) == 0) {
+        why = "; its partitions have other complete copies now";
+      } else if (now - h.since >= opts_.sole_copy_hold) {
+        why = "; still suspected after the " + std::to_string(opts_.sole_copy_hold.count()) +
+              " ms sole-copy hold";
+      } else {
+        ++it;
+        continue;
+      }
+      if (!why.empty()) fail.emplace_back(node, h.reason + why);
+      it = holds_.erase(it);
+    }
+  }
+  for (auto& [node, reason] : fail) declare_failed(node, reason);
 }
 
 void MetaServer::declare_failed(uint32_t node, const std::string& reason) {

@@ -49,6 +49,19 @@
 // the partition survives. After a meta server restart, copies assigned
 // before it count as complete unless a REPORT lists them.
 //
+// Sole copies: a server suspected while it holds the only complete copy of
+// some partition (its other copies are still recovering, or gone) and
+// while its control connection is open is not failed over at once: that
+// would promote incomplete copies and lose acknowledged writes, and a
+// timeout alone does not tell a dead process from a slow one (on a loaded
+// host a live server's heartbeat gap can pass the floor). A dead process's
+// connection closes (the kernel resets it), so the hold ends at once for
+// a crash; otherwise it ends when its heartbeat comes back (a false
+// suspicion: not failed), when another copy of each such partition
+// completes, or after sole_copy_hold, whichever comes first; the last
+// three fail it over. Partitions it is primary of wait meanwhile (their
+// requests get --failover-wait-ms, then SERVER_ERROR).
+//
 // Bootstrap: while fewer than bootstrap_servers servers have ever joined,
 // joins rebalance primaries (an empty cluster has nothing to hand over);
 // afterwards placement keeps every live primary (compute_placement's
@@ -115,6 +128,8 @@ struct MetaServerOptions {
   // --spawn-cmd: the replacement template (replication/spawn.h), "" = none.
   // Checked by start() (kInvalidArgument for an unknown placeholder).
   std::string spawn_cmd;
+  // See "Sole copies" above; 0 = no hold.
+  std::chrono::milliseconds sole_copy_hold{5000};
 };
 
 // Writes `map` to <dir>/cluster.map atomically and durably (see above).
@@ -152,6 +167,10 @@ class MetaServer {
   // or while the meta server stops. If the map cannot be persisted, logs
   // that and leaves the map as it was.
   void declare_failed(uint32_t node, const std::string& reason);
+  // The failure monitor's verdict on `node` (its scan thread calls this;
+  // tests may too): declare_failed, unless the "Sole copies" rule above
+  // holds it, which is logged with the reason and the partition count.
+  void on_suspect(uint32_t node, const std::string& reason);
   // Closes every connection and stops the threads. Idempotent. The map on
   // disk is already current (every change was persisted before publishing).
   void stop();
@@ -180,6 +199,12 @@ class MetaServer {
   // REQUIRES mu_. Whether node's copy of p is still incomplete (see
   // "Recovery state" above).
   bool incomplete_locked(uint32_t p, uint32_t node) const;
+  // REQUIRES mu_. Partitions `node` (up) is primary of while none of
+  // their secondaries is complete: failing it over would lose writes.
+  uint32_t sole_copies_locked(uint32_t node) const;
+  // Ends the holds whose time has come (see "Sole copies"): the accept
+  // thread calls it every accept timeout, a session when it ends.
+  void judge_holds();
   // REQUIRES mu_. The placement for `next`'s servers (compute_placement
   // with this server's rules and incomplete copies).
   ClusterMap place_locked(const ClusterMap& next) const;
@@ -219,6 +244,11 @@ class MetaServer {
   // Per node: the epoch at which it became a holder of each partition (0:
   // before this meta server started); guarded by mu_.
   std::map<uint32_t, std::vector<uint64_t>> assigned_at_;
+  struct Hold {
+    std::string reason;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<uint32_t, Hold> holds_;  // suspected sole-copy holders; mu_
   std::unique_ptr<FailureMonitor> monitor_;  // null with heartbeat_interval 0
   std::unique_ptr<Spawner> spawner_;         // null without spawn_cmd
   bool absent_watched_ = false;  // accept thread only

@@ -41,6 +41,9 @@ void print_usage(FILE* out) {
       "                          (default: 5; 0: no heartbeats, no failure detection)\n"
       "    --detector-floor=MS   smallest margin the failure detector adds to a\n"
       "                          server's expected heartbeat interval (default: 100)\n"
+      "    --sole-copy-hold-ms=MS  how long a suspected server that holds a partition's\n"
+      "                          only complete copy and keeps its connection open\n"
+      "                          waits before it is failed over (default: 5000; 0: none)\n"
       "    --bootstrap-servers=N  joins rebalance primaries until N servers have\n"
       "                          joined; later joins take secondaries only (default: 3)\n"
       "    --spawn-cmd=TEMPLATE  on a failure with no spare, run TEMPLATE with /bin/sh -c\n"
@@ -71,7 +74,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
 }
 
 enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor, kOptBootstrap,
-       kOptClusterSecret, kOptSpawnCmd };
+       kOptClusterSecret, kOptSpawnCmd, kOptSoleCopyHold };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -84,6 +87,7 @@ const struct option kLongOpts[] = {
     {"bootstrap-servers", required_argument, nullptr, kOptBootstrap},
     {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
     {"spawn-cmd", required_argument, nullptr, kOptSpawnCmd},
+    {"sole-copy-hold-ms", required_argument, nullptr, kOptSoleCopyHold},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -147,6 +151,14 @@ int main(int argc, char** argv) {
                              ": '" + optarg + "' is not a number of milliseconds from " +
                              (hb ? "0" : "1") + " to 60000");
         (hb ? mo.heartbeat_interval : mo.detector_floor) = std::chrono::milliseconds(ms);
+        break;
+      }
+      case kOptSoleCopyHold: {
+        uint32_t ms = 0;
+        if (!parse_uint(optarg, 0, 600000, &ms))
+          return usage_error("--sole-copy-hold-ms: '" + std::string(optarg) +
+                             "' is not a number of milliseconds from 0 to 600000");
+        mo.sole_copy_hold = std::chrono::milliseconds(ms);
         break;
       }
       case kOptBootstrap:
