@@ -591,6 +591,15 @@ bool MetaServer::fail_locked(uint32_t node, const std::string& why, uint32_t* us
   return true;
 }
 
+// A data server whose heartbeat write times out tears its connection down
+// and joins again after 50, 100, 200, 400, 800 ms (Membership's backoff),
+// so a closed connection proves a dead process only after this long.
+constexpr std::chrono::milliseconds kReconnectGrace{2000};
+
+bool MetaServer::reconnecting_or_connected(const Member& m) {
+  return m.connected || std::chrono::steady_clock::now() - m.since < kReconnectGrace;
+}
+
 uint32_t MetaServer::sole_copies_locked(uint32_t node) const {
   const ServerInfo* me = map_.server(node);
   if (me == nullptr || me->state != ServerState::kUp) return 0;
@@ -619,13 +628,14 @@ void MetaServer::on_suspect(uint32_t node, const std::string& reason) {
     std::lock_guard g(mu_);
     if (holds_.count(node)) return;
     auto m = members_.find(node);
-    const bool connected = m != members_.end() && m->second.connected;
-    const uint32_t sole = connected && opts_.sole_copy_hold.count() > 0 ? sole_copies_locked(node) : 0;
+    const bool reachable = m != members_.end() && reconnecting_or_connected(m->second);
+    const uint32_t sole = reachable && opts_.sole_copy_hold.count() > 0 ? sole_copies_locked(node) : 0;
     if (sole > 0) {
       holds_[node] = Hold{reason, std::chrono::steady_clock::now()};
       log("ftmemcached-meta: NOT declaring node " + std::to_string(node) + " failed yet (" +
           reason + "): it holds the only complete copy of " + std::to_string(sole) +
-          " partitions and its control connection is open; waiting up to " +
+          " partitions and its control connection is open (or was, " +
+          std::to_string(kReconnectGrace.count()) + " ms ago); waiting up to " +
           std::to_string(opts_.sole_copy_hold.count()) +
           " ms for its heartbeat, its connection to close or another copy to complete");
       return;
@@ -650,8 +660,9 @@ void MetaServer::judge_holds() {
       } else if (monitor_ && !monitor_->suspected(node)) {
         log("ftmemcached-meta: node " + std::to_string(node) +
             " heartbeats again: not declared failed (" + h.reason + ")");
-      } else if (m == members_.end() || !m->second.connected) {
-        why = "; its control connection closed";
+      } else if (m == members_.end() || !reconnecting_or_connected(m->second)) {
+        why = "; its control connection closed and it did not reconnect within " +
+              std::to_string(kReconnectGrace.count()) + " ms";
       } else if (sole_copies_locked(node) == 0) {
         why = "; its partitions have other complete copies now";
       } else if (now - h.since >= opts_.sole_copy_hold) {

@@ -55,11 +55,12 @@
 // would promote incomplete copies and lose acknowledged writes, and a
 // timeout alone does not tell a dead process from a slow one (on a loaded
 // host a live server's heartbeat gap can pass the floor). A dead process's
-// connection closes (the kernel resets it), so the hold ends at once for
-// a crash; otherwise it ends when its heartbeat comes back (a false
-// suspicion: not failed), when another copy of each such partition
-// completes, or after sole_copy_hold, whichever comes first; the last
-// three fail it over. Partitions it is primary of wait meanwhile (their
+// connection closes (the kernel resets it), but so does a live server's
+// whose heartbeat write timed out (it joins again at once): a connection
+// closed for 2 s without a new one ends the hold. Otherwise it ends when
+// its heartbeat comes back (a false suspicion: not failed), when another
+// copy of each such partition completes, or after sole_copy_hold,
+// whichever comes first; all but the heartbeat fail it over. Partitions it is primary of wait meanwhile (their
 // requests get --failover-wait-ms, then SERVER_ERROR).
 //
 // Bootstrap: while fewer than bootstrap_servers servers have ever joined,
@@ -202,6 +203,9 @@ class MetaServer {
   // REQUIRES mu_. Partitions `node` (up) is primary of while none of
   // their secondaries is complete: failing it over would lose writes.
   uint32_t sole_copies_locked(uint32_t node) const;
+  // Connected, or disconnected too recently to be presumed dead (see
+  // kReconnectGrace in meta_server.cc).
+  static bool reconnecting_or_connected(const Member& m);
   // Ends the holds whose time has come (see "Sole copies"): the accept
   // thread calls it every accept timeout, a session when it ends.
   void judge_holds();

@@ -505,15 +505,11 @@ def test_replacement_flag_errors(tmp_path):
 RATE_MB = os.environ.get("FTM_RECOVERY_RATE_MB", "1")
 
 
-# Run with FTM_LONG=1, not in CI's default run: on a loaded 2-core host a
-# second server can be declared failed by its heartbeat timeout while the
-# throttled recovery runs (seen in CI: "node 2 declared failed: no heartbeat
-# for 106 ms" during the recovery from node 1's kill), and the partitions
-# whose only complete copy it held are then lost: a real double failure to
-# the cluster, not a fault of the test. The fix this needs is a meta server
-# that does not fail, on a timeout alone, a server holding a partition's
-# only complete copy (issue 6/7 notes).
-@pytest.mark.long
+# These ran only with FTM_LONG=1 until the meta server held sole-copy
+# holders (--sole-copy-hold-ms): on a loaded 2-core host a second server
+# was declared failed by its heartbeat timeout while the throttled recovery
+# ran (CI: "node 2 declared failed: no heartbeat for 106 ms"), and the
+# partitions whose only complete copy it held were lost.
 @pytest.mark.parametrize("second,copies", [("target", 2), ("source", 2),
                                            ("source", 3)])
 def test_kill_during_recovery_keeps_partitions_with_a_live_copy(
