@@ -67,17 +67,34 @@ class Lease {
   // Extends validity to `start + length` if that is later than now's.
   // `start` is when the evidence was gathered (a heartbeat's post time),
   // not when it was learned.
+  // Does nothing while suspended.
   void renew(Clock::time_point start, std::chrono::microseconds length) {
+    if (suspended_.load(std::memory_order_acquire)) return;
     int64_t until = (start + length).time_since_epoch().count();
     int64_t cur = until_.load(std::memory_order_relaxed);
     while (cur < until &&
            !until_.compare_exchange_weak(cur, until, std::memory_order_release,
                                          std::memory_order_relaxed)) {
     }
+    // A suspend() that ran since the check above must win.
+    if (suspended_.load(std::memory_order_seq_cst)) until_.store(0, std::memory_order_seq_cst);
   }
 
-  // Invalid from now until the next renew() (this node was fenced).
+  // Invalid from now until the next renew().
   void revoke() { until_.store(0, std::memory_order_release); }
+
+  // Invalid from now until resume() and a renew() after it: this node was
+  // fenced, dropped its data, and must not act as primary by the map it
+  // held before (its store is empty now) however fresh a heartbeat is.
+  // Membership resumes once the map of its new JOIN_OK is installed. (A
+  // heartbeat acknowledged between JOIN_OK and that install used to renew
+  // it, and reads by the old map answered misses from the emptied store:
+  // CI, test_sigstop_primary_never_serves_its_lost_keys.)
+  void suspend() {
+    suspended_.store(true, std::memory_order_seq_cst);
+    until_.store(0, std::memory_order_seq_cst);
+  }
+  void resume() { suspended_.store(false, std::memory_order_release); }
 
   // Whether this node may act as primary at `now`.
   bool valid(Clock::time_point now = Clock::now()) const {
@@ -93,6 +110,7 @@ class Lease {
 
  private:
   std::atomic<bool> required_{false};
+  std::atomic<bool> suspended_{false};
   std::atomic<int64_t> until_{0};  // Clock::duration ticks since its epoch
 };
 

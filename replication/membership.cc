@@ -93,7 +93,7 @@ void Membership::send_reports(ControlChannel& ch) {
 }
 
 void Membership::fenced() {
-  if (opts_.lease) opts_.lease->revoke();
+  if (opts_.lease) opts_.lease->suspend();  // until the new JOIN_OK's map is in
   log("membership: the meta server declared this node failed; dropping its data and "
       "joining again as a new server");
   if (opts_.on_fenced) opts_.on_fenced();
@@ -143,6 +143,8 @@ ClusterStatus Membership::converse(ControlChannel& ch) {
       // and following the map (install) may take a while (ring set-up).
       start_heartbeats(ch, *ok);
       install(std::move(ok->map));
+      // After a fence: only now does the map say what this node holds.
+      if (opts_.lease) opts_.lease->resume();
     } else if (auto* mm = std::get_if<MapMsg>(&env->msg)) {
       install(std::move(mm->map));
     } else if (auto* e = std::get_if<ErrorMsg>(&env->msg)) {

@@ -34,9 +34,10 @@
 // the meta server acknowledged, and this thread renews it while the meta
 // server refuses connections (not running: nobody can be promoted). When
 // the meta server fences this node (the heartbeat's fence word, or an
-// ERROR kFenced answering JOIN), the lease is revoked, on_fenced runs (the
-// data server drops its data and its replication state) and the node joins
-// again with kEmpty, as a new server.
+// ERROR kFenced answering JOIN), the lease is suspended (Lease::suspend),
+// on_fenced runs (the data server drops its data and its replication
+// state) and the node joins again with kEmpty, as a new server; the lease
+// resumes once the map of that JOIN_OK is installed.
 //
 // report() passes a peer's failure on to the meta server (SUSPECT); the
 // thread sends queued reports between receives (at most every 5 ms).

@@ -55,7 +55,9 @@ fi
 
 # Stage 3: ThreadSanitizer. MALLOC_CONF=narenas:1: jemalloc's fork handler
 # locks every mutex of every arena, more than the 64 TSan's deadlock
-# detector tracks per thread (t/unit_replication forks its secondaries).
+# detector tracks per thread (t/unit_replication forks its secondaries);
+# for the same reason a TSan build keeps items in that one arena too
+# (src/store.cc, item_mallocx_flags).
 # The filtered-out store tests are single-threaded bulk loops (nothing for
 # TSan to check) that take minutes under it. FTM_TSAN_CLUSTER=1 adds the
 # tests that run whole in-process clusters with heartbeats and a failure

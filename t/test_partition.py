@@ -286,6 +286,7 @@ def test_rate_cap_and_loss_cause_no_failover(cluster, loads):
     lg.stop()
     print(lg.report())
     if failovers:
+        print(c.logs())  # the meta server's reasons, shown with -rx -s
         pytest.xfail(
             "false failover (%s): a heartbeat exchange is one small write and "
             "one read on the meta connection, so a single lost segment (a tbf "
