@@ -386,7 +386,6 @@ void MetaServer::serve(const std::shared_ptr<Session>& s) {
       }
     }
   }
-  judge_holds();  // a held node whose connection closed is dead: fail it now
   s->done.store(true);
 }
 
@@ -634,7 +633,7 @@ void MetaServer::on_suspect(uint32_t node, const std::string& reason) {
       holds_[node] = Hold{reason, std::chrono::steady_clock::now()};
       log("ftmemcached-meta: NOT declaring node " + std::to_string(node) + " failed yet (" +
           reason + "): it holds the only complete copy of " + std::to_string(sole) +
-          " partitions and its control connection is open (or was, " +
+          " partitions and its control connection is open (or closed less than " +
           std::to_string(kReconnectGrace.count()) + " ms ago); waiting up to " +
           std::to_string(opts_.sole_copy_hold.count()) +
           " ms for its heartbeat, its connection to close or another copy to complete");

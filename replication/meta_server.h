@@ -206,8 +206,8 @@ class MetaServer {
   // Connected, or disconnected too recently to be presumed dead (see
   // kReconnectGrace in meta_server.cc).
   static bool reconnecting_or_connected(const Member& m);
-  // Ends the holds whose time has come (see "Sole copies"): the accept
-  // thread calls it every accept timeout, a session when it ends.
+  // Ends the holds whose time has come (see "Sole copies"); the accept
+  // thread calls it every accept timeout (100 ms).
   void judge_holds();
   // REQUIRES mu_. The placement for `next`'s servers (compute_placement
   // with this server's rules and incomplete copies).
