@@ -54,6 +54,9 @@ def parse_args():
                     help="value size of the recovery data (default 4000)")
     ap.add_argument("--recovery-timeout", type=float, default=300.0,
                     help="seconds recovery may take (default 300)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="print the meta server's log lines of each kill "
+                         "(suspicions, holds, decisions) under its row")
     ap.add_argument("--builddir", help="build directory (default "
                     "$FTM_BUILDDIR or the current directory)")
     return ap.parse_args()
@@ -93,6 +96,7 @@ class Bench:
         row = dict(kill=i + 1, victim=victim, detector_ms=detector_ms,
                    owned=len(owned))
         self.rows.append(row)
+        row["log_from"] = len(c.meta_log())
         lg.start()
         try:
             time.sleep(0.5)
@@ -150,6 +154,9 @@ class Bench:
                 try:
                     row = self.one_kill(c, i)
                     self.print_row(row)
+                    if self.args.verbose:
+                        for line in c.meta_log()[row["log_from"]:].splitlines():
+                            print("      " + line)
                     self.restore(c)
                 except ClusterError as e:
                     self.failures.append("kill %d: %s" % (i + 1, e))
