@@ -16,12 +16,10 @@ rule broke or a write was lost, with the cluster's logs.
 """
 
 import argparse
-import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "t"))
+from cluster_bench import add_common_args, use_build
 
 
 def parse_args():
@@ -30,10 +28,6 @@ def parse_args():
                     help="seconds of faults (default 600)")
     ap.add_argument("--seed", type=int, default=0,
                     help="the faults' order (default: from the clock)")
-    ap.add_argument("--keys", type=int, default=2000,
-                    help="key space of the load (default 2000)")
-    ap.add_argument("--threads", type=int, default=6,
-                    help="load threads (default 6)")
     ap.add_argument("--mb", type=float, default=20.0,
                     help="bulk data stored first, in MB of 4000-byte values"
                          " (default 20)")
@@ -42,27 +36,20 @@ def parse_args():
     ap.add_argument("--detector-floor", type=int, default=500,
                     help="the meta server's --detector-floor, ms (default "
                          "500, as t/test_chaos.py; see there why)")
-    ap.add_argument("--failover-timeout", type=float, default=10.0,
-                    help="seconds a failure may take to show (default 10)")
+    add_common_args(ap, "seconds a failure may take to show (default 10)")
     ap.add_argument("--settle-timeout", type=float, default=60.0,
                     help="seconds recovery may take (default 60)")
-    ap.add_argument("--builddir", help="build directory (default "
-                    "$FTM_BUILDDIR or the current directory)")
     return ap.parse_args()
 
 
 def main():
     args = parse_args()
-    if args.builddir:
-        os.environ["FTM_BUILDDIR"] = os.path.abspath(args.builddir)
+    status = use_build(args, "chaos.py")
+    if status is not None:
+        return status
     from chaos import Chaos
-    from cluster import LocalCluster, cluster_support
+    from cluster import LocalCluster
     from loadgen import LoadGen
-    why = cluster_support()
-    if why:
-        print("chaos.py: cannot run a cluster: %s (set FTM_BUILDDIR)" % why,
-              file=sys.stderr)
-        return 2
     seed = args.seed or int(time.time()) % 100000
     print("chaos.py: seed %d, %.0fs of faults, %d servers, %d keys, %d "
           "threads, %.0f MB bulk, detector floor %d ms" % (

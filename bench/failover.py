@@ -27,26 +27,19 @@ or an acknowledged write was lost, with the cluster's logs.
 """
 
 import argparse
-import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "t"))
+from cluster_bench import add_common_args, use_build
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=20,
                     help="servers to kill, one after another (default 20)")
-    ap.add_argument("--keys", type=int, default=2000,
-                    help="key space of the load (default 2000)")
-    ap.add_argument("--threads", type=int, default=6,
-                    help="load threads (default 6)")
     ap.add_argument("--after", type=float, default=1.0,
                     help="seconds of load after the failover (default 1)")
-    ap.add_argument("--failover-timeout", type=float, default=10.0,
-                    help="seconds a failover may take to show (default 10)")
+    add_common_args(ap, "seconds a failover may take to show (default 10)")
     ap.add_argument("--recovery-mb", type=float, default=200.0,
                     help="data loaded before the recovery run (default 200;"
                          " 0 skips it)")
@@ -57,8 +50,6 @@ def parse_args():
     ap.add_argument("--verbose", action="store_true",
                     help="print the meta server's log lines of each kill "
                          "(suspicions, holds, decisions) under its row")
-    ap.add_argument("--builddir", help="build directory (default "
-                    "$FTM_BUILDDIR or the current directory)")
     return ap.parse_args()
 
 
@@ -253,14 +244,9 @@ class Bench:
 
 def main():
     args = parse_args()
-    if args.builddir:
-        os.environ["FTM_BUILDDIR"] = os.path.abspath(args.builddir)
-    from cluster import cluster_support
-    why = cluster_support()
-    if why:
-        print("failover.py: cannot run a cluster: %s (set FTM_BUILDDIR)"
-              % why, file=sys.stderr)
-        return 2
+    status = use_build(args, "failover.py")
+    if status is not None:
+        return status
     b = Bench(args)
     if args.kills:
         b.print_header()
