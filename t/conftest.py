@@ -284,6 +284,31 @@ class _Factory:
                 for s in died))
 
 
+def clusters(request, build, ready=None):
+    """The body of a fixture that makes clusters (t/cluster.py,
+    t/netns.py): yields make(**kw), which builds one with build(**kw),
+    registers its servers for the failure report and returns it after
+    ready(cluster) if given. At teardown every server must still run (one
+    that crashed fails the test), and every cluster is closed."""
+    made = []
+
+    def make(**kw):
+        c = build(**kw)
+        made.append(c)
+        request.node._ftm_servers = getattr(request.node, "_ftm_servers",
+                                            []) + c.servers
+        if ready is not None:
+            ready(c)
+        return c
+    yield make
+    try:
+        for c in made:
+            c.check_alive()
+    finally:
+        for c in made:
+            c.close()
+
+
 @pytest.fixture
 def server_factory(request):
     """Call with a list of extra flags to start the binary under test."""

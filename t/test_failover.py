@@ -38,7 +38,7 @@ import pytest
 from cluster import (ClusterError, LocalCluster, cluster_support,
                      failed_nodes, fully_replicated, recovery_in_progress,
                      up_nodes)
-from conftest import IS_FTM, SERVER_BIN
+from conftest import IS_FTM, SERVER_BIN, clusters
 from loadgen import Client, LoadGen, STORED, store_through
 from mc import Conn
 
@@ -70,29 +70,19 @@ def make_cluster(request):
     why = cluster_support()
     if why is not None:
         pytest.skip("cannot run a cluster: " + why)
-    made = []
 
-    def make(floor_ms=FLOOR_MS, **kw):
+    def build(floor_ms=FLOOR_MS, **kw):
         kw.setdefault("server_args", MEMORY)
         if floor_ms is not None:
             kw["meta_args"] = ["--detector-floor=%d" % floor_ms] + list(
                 kw.get("meta_args", ()))
-        c = LocalCluster(**kw)
-        made.append(c)
-        # Every copy complete before the test's faults: a false failover
-        # while a busy host formed the cluster leaves a server recovering,
-        # and a kill then would be a second failure.
-        c.wait_fully_replicated(RECOVERY_TIMEOUT)
-        request.node._ftm_servers = getattr(request.node, "_ftm_servers",
-                                            []) + c.servers
-        return c
-    yield make
-    try:
-        for c in made:
-            c.check_alive()   # a server that crashed fails the test
-    finally:
-        for c in made:
-            c.close()
+        return LocalCluster(**kw)
+
+    # Every copy complete before the test's faults: a false failover while
+    # a busy host formed the cluster leaves a server recovering, and a kill
+    # then would be a second failure.
+    yield from clusters(
+        request, build, lambda c: c.wait_fully_replicated(RECOVERY_TIMEOUT))
 
 
 def kill_and_wait_failed(c, lg, node, sig=signal.SIGKILL):

@@ -29,7 +29,7 @@ import pytest
 
 from cluster import (ClusterError, cluster_support, failed_nodes,
                      fully_replicated, up_nodes)
-from conftest import IS_FTM
+from conftest import IS_FTM, clusters
 import netns
 from loadgen import Client, LoadGen, store_through
 
@@ -72,22 +72,12 @@ def net(request):
 
 @pytest.fixture
 def cluster(net, request):
-    made = []
 
-    def make(**kw):
+    def build(**kw):
         kw.setdefault("server_args", MEMORY)
-        c = netns.NetCluster(net, **kw)
-        made.append(c)
-        request.node._ftm_servers = getattr(request.node, "_ftm_servers",
-                                            []) + c.servers
-        return c
-    yield make
-    try:
-        for c in made:
-            c.check_alive()
-    finally:
-        for c in made:
-            c.close()
+        return netns.NetCluster(net, **kw)
+
+    yield from clusters(request, build)
 
 
 def settled(c, timeout=30):
