@@ -492,6 +492,24 @@ bool ReplicationManager::follow(std::shared_ptr<const ClusterMap> map, bool quie
     if (!quiet) log(line);
   };
 
+  // A writer to a node the map no longer has up is closed: a server
+  // declared failed drops its rings and, if it comes back, joins again as a
+  // new server under the same id. A writer that saw no error (nothing was
+  // written while it was away) would otherwise pass for healthy and never
+  // be replaced, and the new server would wait for ever for a ring.
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    const ServerInfo* info = map->server(it->first);
+    const ServerInfo* was = prev ? prev->server(it->first) : nullptr;
+    const bool gone = info == nullptr || info->state != ServerState::kUp ||
+                      (was != nullptr && was->fabric_addr != info->fabric_addr);
+    if (!gone) {
+      ++it;
+      continue;
+    }
+    if (it->second->writer) it->second->writer->close();
+    it = peers_.erase(it);  // its waiters: settle_dead_peers
+  }
+
   // Secondaries of the partitions this node is primary of.
   std::vector<uint32_t> needed;
   for (uint32_t p = 0; p < map->partitions(); ++p) {

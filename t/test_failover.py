@@ -12,6 +12,9 @@ the client's record: no acknowledged write may be lost.
 - SIGSTOP a primary until it is declared failed, write new values through
   the others, SIGCONT it: it never answers a read of its lost keys with the
   old value, and never acknowledges a write to them as their primary;
+- SIGSTOP a server of an idle cluster until it is declared failed, SIGCONT
+  it: it joins again under its id and recovers its copies (the primaries
+  open new rings to it though their old writers saw no error);
 - SIGKILL a server and, while its copies are being recovered, the server
   receiving the most new copies or one of the sources: nothing lost in the
   partitions that kept a live copy from before the failures;
@@ -322,6 +325,41 @@ def test_sigstop_primary_never_serves_its_lost_keys(make_cluster, loads):
     lg.stop()
     print_stall(lg)
     lg.verify(c).check()
+
+
+def test_idle_falsely_failed_server_rejoins_and_recovers(make_cluster):
+    """A server declared failed while no write flows (a false failover as a
+    busy host forms the cluster; here SIGSTOP) comes back as a new server
+    under the same node id. The primaries' writers to its old incarnation
+    saw no error (nothing was written), yet its rings are gone: they must
+    open new rings, or its recovery waits for ever ("no replication ring
+    from it"). Seen in CI as a cluster that never finished forming."""
+    c = make_cluster(n=3)
+    victim = 3
+    before = c.status()
+    t = c.pause_server(victim)
+    st = c.wait_failed(victim, before["epoch"], FAILOVER_TIMEOUT)
+    print("node %d declared failed %.0f ms after SIGSTOP (epoch %d -> %d)" % (
+        victim, (time.monotonic() - t) * 1000, before["epoch"], st["epoch"]))
+    c.resume_server(victim)
+    try:
+        st = c.wait_fully_replicated(RECOVERY_TIMEOUT, up=3)
+    except ClusterError as e:
+        raise AssertionError("%s\n%s" % (e, c.logs()))
+    assert st["rows"][victim]["state"] == "up", st["out"]
+    # Its new copies are real: a write through another server reaches it.
+    placement = c.placement()
+    keys = c.keys_of([b"back:%d" % i for i in range(400)], victim,
+                     role="secondary", placement=placement)[:20]
+    assert keys, placement
+    with Client(c.server(1).port) as conn:
+        for k in keys:
+            assert conn.set(k, b"v-" + k) == STORED
+    for k in keys:
+        rc, reps, out = c.get_replica(k)
+        copies = {node: item for node, _, item in reps}
+        assert rc == 0 and isinstance(copies.get(victim), dict) and \
+            copies[victim]["value"] == b"v-" + k, "%r:\n%s" % (k, out)
 
 
 def realtime_allowed():
