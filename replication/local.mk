@@ -51,6 +51,7 @@ dist_man_MANS += man/ftmemcached-meta.1 man/ftmemcached-ctl.1
 check_PROGRAMS += t/unit_cluster
 t_unit_cluster_SOURCES = t/unit/partition_map_test.cc \
 	t/unit/control_msg_test.cc t/unit/meta_server_test.cc \
+	t/unit/meta_server_fixture.h t/unit/meta_holds_test.cc \
 	t/unit/failure_detector_test.cc t/unit/spawn_test.cc
 t_unit_cluster_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_cluster_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)

@@ -627,20 +627,52 @@ void MetaServer::on_suspect(uint32_t node, const std::string& reason) {
     std::lock_guard g(mu_);
     if (holds_.count(node)) return;
     auto m = members_.find(node);
+    const bool connected = m != members_.end() && m->second.connected;
     const bool reachable = m != members_.end() && reconnecting_or_connected(m->second);
     const uint32_t sole = reachable && opts_.sole_copy_hold.count() > 0 ? sole_copies_locked(node) : 0;
+    const std::string head =
+        "ftmemcached-meta: NOT declaring node " + std::to_string(node) + " failed yet (" + reason + "): ";
     if (sole > 0) {
       holds_[node] = Hold{reason, std::chrono::steady_clock::now()};
-      log("ftmemcached-meta: NOT declaring node " + std::to_string(node) + " failed yet (" +
-          reason + "): it holds the only complete copy of " + std::to_string(sole) +
+      log(head + "it holds the only complete copy of " + std::to_string(sole) +
           " partitions and its control connection is open (or closed less than " +
           std::to_string(kReconnectGrace.count()) + " ms ago); waiting up to " +
           std::to_string(opts_.sole_copy_hold.count()) +
           " ms for its heartbeat, its connection to close or another copy to complete");
       return;
     }
+    if (connected && opts_.suspicion_timeout.count() > 0) {
+      holds_[node] = Hold{reason, std::chrono::steady_clock::now()};
+      log(head + "its control connection is open; waiting up to " +
+          std::to_string(opts_.suspicion_timeout.count()) +
+          " ms for its heartbeat or its connection to close");
+      return;
+    }
   }
   declare_failed(node, reason);
+}
+
+// REQUIRES: mu_ held. Why the hold on `node` ends now with a failure ("" if
+// it goes on).
+std::string MetaServer::hold_verdict_locked(uint32_t node, const Hold& h,
+                                            std::chrono::steady_clock::time_point now) const {
+  auto m = members_.find(node);
+  if (opts_.sole_copy_hold.count() > 0 && sole_copies_locked(node) > 0) {
+    if (m == members_.end() || !reconnecting_or_connected(m->second))
+      return "; its control connection closed and it did not reconnect within " +
+             std::to_string(kReconnectGrace.count()) + " ms";
+    if (now - h.since >= opts_.sole_copy_hold)
+      return "; still suspected after the " + std::to_string(opts_.sole_copy_hold.count()) +
+             " ms sole-copy hold";
+    return "";
+  }
+  // No sole copies (any more): the suspicion rule.
+  if (m == members_.end() || !m->second.connected) return "; its control connection closed";
+  if (opts_.suspicion_timeout.count() == 0) return "; its partitions have other complete copies now";
+  if (now - h.since >= opts_.suspicion_timeout)
+    return "; still suspected after the " + std::to_string(opts_.suspicion_timeout.count()) +
+           " ms suspicion timeout";
+  return "";
 }
 
 void MetaServer::judge_holds() {
@@ -652,22 +684,13 @@ void MetaServer::judge_holds() {
       const uint32_t node = it->first;
       const Hold& h = it->second;
       const ServerInfo* s = map_.server(node);
-      auto m = members_.find(node);
       std::string why;
       if (s == nullptr || s->state != ServerState::kUp) {
         // Failed (or gone) by another path: nothing to decide.
       } else if (monitor_ && !monitor_->suspected(node)) {
         log("ftmemcached-meta: node " + std::to_string(node) +
             " heartbeats again: not declared failed (" + h.reason + ")");
-      } else if (m == members_.end() || !reconnecting_or_connected(m->second)) {
-        why = "; its control connection closed and it did not reconnect within " +
-              std::to_string(kReconnectGrace.count()) + " ms";
-      } else if (sole_copies_locked(node) == 0) {
-        why = "; its partitions have other complete copies now";
-      } else if (now - h.since >= opts_.sole_copy_hold) {
-        why = "; still suspected after the " + std::to_string(opts_.sole_copy_hold.count()) +
-              " ms sole-copy hold";
-      } else {
+      } else if (why = hold_verdict_locked(node, h, now); why.empty()) {
         ++it;
         continue;
       }

@@ -63,6 +63,18 @@
 // whichever comes first; all but the heartbeat fail it over. Partitions it is primary of wait meanwhile (their
 // requests get --failover-wait-ms, then SERVER_ERROR).
 //
+// Suspicion (SWIM's suspicion subprotocol, Das, Gupta and Motivala 2002,
+// section 4.2): any other suspected server whose control connection is
+// still open is declared failed only if it is still suspected
+// suspicion_timeout later. A lost segment on a lossy or capped link stalls
+// a heartbeat for tcp's retransmission timer (200 ms at least, doubling),
+// past the detector's floor, while the server lives; its heartbeat then
+// comes back (a false suspicion: not failed, its timeout widens). A
+// crashed process's connection is closed by its kernel at once: a server
+// whose connection is closed when suspected, or closes while suspected, is
+// failed at once, so a SIGKILL still costs the detector's time only. A
+// hung or cut-off server costs suspicion_timeout more.
+//
 // Bootstrap: while fewer than bootstrap_servers servers have ever joined,
 // joins rebalance primaries (an empty cluster has nothing to hand over);
 // afterwards placement keeps every live primary (compute_placement's
@@ -131,6 +143,8 @@ struct MetaServerOptions {
   std::string spawn_cmd;
   // See "Sole copies" above; 0 = no hold.
   std::chrono::milliseconds sole_copy_hold{5000};
+  // See "Suspicion" above; 0 = a suspected server is failed at once.
+  std::chrono::milliseconds suspicion_timeout{1000};
 };
 
 // Writes `map` to <dir>/cluster.map atomically and durably (see above).
@@ -169,8 +183,8 @@ class MetaServer {
   // that and leaves the map as it was.
   void declare_failed(uint32_t node, const std::string& reason);
   // The failure monitor's verdict on `node` (its scan thread calls this;
-  // tests may too): declare_failed, unless the "Sole copies" rule above
-  // holds it, which is logged with the reason and the partition count.
+  // tests may too): declare_failed, unless the "Sole copies" or the
+  // "Suspicion" rule above holds it, which is logged with the reason.
   void on_suspect(uint32_t node, const std::string& reason);
   // Closes every connection and stops the threads. Idempotent. The map on
   // disk is already current (every change was persisted before publishing).
@@ -206,9 +220,13 @@ class MetaServer {
   // Connected, or disconnected too recently to be presumed dead (see
   // kReconnectGrace in meta_server.cc).
   static bool reconnecting_or_connected(const Member& m);
-  // Ends the holds whose time has come (see "Sole copies"); the accept
+  // Ends the holds whose time has come (see "Sole copies" and
+  // "Suspicion"); the accept
   // thread calls it every accept timeout (100 ms).
   void judge_holds();
+  struct Hold;
+  std::string hold_verdict_locked(uint32_t node, const Hold& h,
+                                  std::chrono::steady_clock::time_point now) const;
   // REQUIRES mu_. The placement for `next`'s servers (compute_placement
   // with this server's rules and incomplete copies).
   ClusterMap place_locked(const ClusterMap& next) const;
@@ -252,7 +270,7 @@ class MetaServer {
     std::string reason;
     std::chrono::steady_clock::time_point since;
   };
-  std::map<uint32_t, Hold> holds_;  // suspected sole-copy holders; mu_
+  std::map<uint32_t, Hold> holds_;  // suspects not failed yet; mu_
   std::unique_ptr<FailureMonitor> monitor_;  // null with heartbeat_interval 0
   std::unique_ptr<Spawner> spawner_;         // null without spawn_cmd
   bool absent_watched_ = false;  // accept thread only

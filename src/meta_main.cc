@@ -44,6 +44,9 @@ void print_usage(FILE* out) {
       "    --sole-copy-hold-ms=MS  how long a suspected server that holds a partition's\n"
       "                          only complete copy and keeps its connection open\n"
       "                          waits before it is failed over (default: 5000; 0: none)\n"
+      "    --suspicion-timeout-ms=MS  how long any other suspected server whose\n"
+      "                          connection stays open waits before it is failed over;\n"
+      "                          its heartbeat coming back clears it (default: 1000; 0: none)\n"
       "    --bootstrap-servers=N  joins rebalance primaries until N servers have\n"
       "                          joined; later joins take secondaries only (default: 3)\n"
       "    --spawn-cmd=TEMPLATE  on a failure with no spare, run TEMPLATE with /bin/sh -c\n"
@@ -74,7 +77,7 @@ bool parse_uint(const char* s, unsigned long lo, unsigned long hi,
 }
 
 enum { kOptFabric = 256, kOptHeartbeatInterval, kOptDetectorFloor, kOptBootstrap,
-       kOptClusterSecret, kOptSpawnCmd, kOptSoleCopyHold };
+       kOptClusterSecret, kOptSpawnCmd, kOptSoleCopyHold, kOptSuspicionTimeout };
 
 const struct option kLongOpts[] = {
     {"listen", required_argument, nullptr, 'l'},
@@ -88,6 +91,7 @@ const struct option kLongOpts[] = {
     {"cluster-secret-file", required_argument, nullptr, kOptClusterSecret},
     {"spawn-cmd", required_argument, nullptr, kOptSpawnCmd},
     {"sole-copy-hold-ms", required_argument, nullptr, kOptSoleCopyHold},
+    {"suspicion-timeout-ms", required_argument, nullptr, kOptSuspicionTimeout},
     {"verbose", no_argument, nullptr, 'v'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -153,12 +157,14 @@ int main(int argc, char** argv) {
         (hb ? mo.heartbeat_interval : mo.detector_floor) = std::chrono::milliseconds(ms);
         break;
       }
-      case kOptSoleCopyHold: {
+      case kOptSoleCopyHold:
+      case kOptSuspicionTimeout: {
+        const bool sole = c == kOptSoleCopyHold;
         uint32_t ms = 0;
         if (!parse_uint(optarg, 0, 600000, &ms))
-          return usage_error("--sole-copy-hold-ms: '" + std::string(optarg) +
-                             "' is not a number of milliseconds from 0 to 600000");
-        mo.sole_copy_hold = std::chrono::milliseconds(ms);
+          return usage_error(std::string(sole ? "--sole-copy-hold-ms" : "--suspicion-timeout-ms") +
+                             ": '" + optarg + "' is not a number of milliseconds from 0 to 600000");
+        (sole ? mo.sole_copy_hold : mo.suspicion_timeout) = std::chrono::milliseconds(ms);
         break;
       }
       case kOptBootstrap:

@@ -20,6 +20,7 @@
 #include "replication/heartbeat.h"
 #include "replication/membership.h"
 #include "replication/meta_server.h"
+#include "t/unit/meta_server_fixture.h"
 
 namespace ftm::repl {
 namespace {
@@ -72,123 +73,6 @@ int run_member_helper(const char* meta) {
   return 0;
 }();
 
-std::unique_ptr<rdma::Fabric> open_fabric(const std::string& id) {
-  rdma::FabricOptions o;
-  o.provider = rdma::ProviderChoice::kTcp;
-  o.local_addr = "127.0.0.1";
-  o.identity = id;
-  o.log = [](std::string_view) {};
-  auto f = rdma::Fabric::open(o);
-  if (!f) ADD_FAILURE() << f.status().to_string();
-  return f ? std::move(f).value() : nullptr;
-}
-
-class MetaServerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ftm-meta-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    meta_fabric_ = open_fabric("meta");
-    client_fabric_ = open_fabric("servers");
-    ASSERT_TRUE(meta_fabric_ && client_fabric_);
-    start_meta(0);
-  }
-  void TearDown() override {
-    members_.clear();
-    meta_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void start_meta(uint16_t port) {
-    MetaServerOptions o;
-    o.listen_port = port;
-    o.state_dir = dir_ + "/state";
-    o.detector_floor = detector_floor_;
-    o.bootstrap_servers = bootstrap_servers_;
-    o.heartbeat_interval = heartbeat_interval_;
-    o.sole_copy_hold = sole_copy_hold_;
-    o.log = [this](std::string_view line) {
-      std::lock_guard g(log_mu_);
-      log_ += std::string(line) + "\n";
-    };
-    // The port of a meta server just stopped can take a moment to free.
-    for (int i = 0; i < 50; i++) {
-      auto ms = MetaServer::start(*meta_fabric_, o);
-      if (ms) {
-        meta_ = std::move(ms).value();
-        port_ = meta_->port();
-        return;
-      }
-      if (i == 49) FAIL() << ms.status().to_string();
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-  }
-
-  Membership& add_member(uint32_t node_id = 0, bool spare = false,
-                         std::function<ReportMsg()> report = {},
-                         std::function<void(MembershipOptions&)> more = {}) {
-    MembershipOptions o;
-    o.meta_port = port_;
-    o.node_id = node_id;
-    o.spare = spare;
-    o.replication_state = std::move(report);
-    int n = int(members_.size()) + 1;
-    o.memcached_addr = "127.0.0.1:" + std::to_string(11210 + n);
-    o.fabric_addr = "127.0.0.1:" + std::to_string(40000 + n);
-    o.backoff_initial = milliseconds(20);
-    o.backoff_max = milliseconds(200);
-    o.log = [this, n](std::string_view line) {  // shown when a test fails
-      std::lock_guard g(log_mu_);
-      log_ += "member " + std::to_string(n) + ": " + std::string(line) + "\n";
-    };
-    if (more) more(o);
-    members_.push_back(Membership::start(*client_fabric_, o));
-    return *members_.back();
-  }
-
-  // All members at the meta server's epoch with identical maps.
-  void expect_converged() {
-    auto want = meta_->map();
-    for (auto& m : members_) {
-      ASSERT_TRUE(m->wait_for_map(milliseconds(5000), want->epoch()))
-          << "node " << m->node_id() << " stuck at epoch " << m->epoch()
-          << ", meta at " << want->epoch();
-      auto got = m->map();
-      EXPECT_EQ(got->epoch(), want->epoch());
-      EXPECT_TRUE(*got == *want) << "node " << m->node_id();
-    }
-  }
-
-  std::unique_ptr<ControlChannel> ctl_channel() {
-    auto c = client_fabric_->connect("127.0.0.1", meta_->port());
-    if (!c) {
-      ADD_FAILURE() << c.status().to_string();
-      return nullptr;
-    }
-    auto ch = ControlChannel::open(*client_fabric_, std::move(c).value());
-    if (!ch) ADD_FAILURE() << ch.status().to_string();
-    return ch ? std::move(ch).value() : nullptr;
-  }
-
-  std::string dir_;
-  std::chrono::microseconds detector_floor_{20000};
-  // Joins rebalance primaries for these tests' small clusters (issue 5);
-  // FourthJoinAfterBootstrapTakesSecondariesOnly lowers it.
-  uint32_t bootstrap_servers_ = 8;
-  std::chrono::microseconds heartbeat_interval_{5000};
-  std::chrono::milliseconds sole_copy_hold_{5000};
-  std::string logs() {
-    std::lock_guard g(log_mu_);
-    return log_;
-  }
-  std::mutex log_mu_;
-  std::string log_;  // the meta server's log lines
-  std::unique_ptr<rdma::Fabric> meta_fabric_, client_fabric_;
-  std::unique_ptr<MetaServer> meta_;
-  uint16_t port_ = 0;  // of the last meta server started
-  std::vector<std::unique_ptr<Membership>> members_;
-};
 
 TEST_F(MetaServerTest, ThreeJoinThenAFourthAndEveryoneFollows) {
   for (int i = 0; i < 3; i++) add_member();
@@ -352,22 +236,6 @@ TEST_F(MetaServerTest, MembershipRetriesUntilTheMetaServerAppears) {
   EXPECT_NE(a.map(), nullptr);  // last map stays readable
 }
 
-// The meta server's view of one node, from its status().
-ServerStatus status_of(const MetaServer& meta, uint32_t node) {
-  for (const ServerStatus& s : meta.status().servers)
-    if (s.node_id == node) return s;
-  return ServerStatus{};
-}
-
-// Polls `pred` every 5 ms for up to `ms`; true once it held.
-template <class Pred>
-bool eventually(Pred pred, int ms) {
-  for (int i = 0; i < ms / 5; i++) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return pred();
-}
 
 // Issue 6: members write heartbeats into the meta server's array (one-sided
 // writes over their control connection); the detector holds each to its own
@@ -635,100 +503,6 @@ TEST_F(MetaServerTest, SpareTakesTheLostCopiesAndReportsThemRecovered) {
   EXPECT_EQ(meta_->map()->epoch(), epoch) << "the reconnect changed the map";
   EXPECT_EQ(meta_->map()->server(ids)->state, ServerState::kUp);
   EXPECT_EQ(meta_->map()->secondary_count(ids), m->partitions());
-}
-
-// Issue 6: a server suspected while it is the primary of partitions whose
-// secondaries are still recovering holds their only complete copies;
-// failing it over on a late heartbeat alone lost acknowledged writes in CI
-// (a loaded host's heartbeat gap during a recovery). It is held until its
-// connection closes (a dead process), another copy completes, or the
-// hold ends. No heartbeats here: the test makes the suspicions.
-class SoleCopyTest : public MetaServerTest {
- protected:
-  // a and b bootstrap and report their copies complete; c joins later,
-  // takes secondaries only and reports them incomplete until `recovered`.
-  void form(std::chrono::milliseconds hold) {
-    meta_.reset();
-    heartbeat_interval_ = std::chrono::microseconds(0);
-    bootstrap_servers_ = 2;
-    sole_copy_hold_ = hold;
-    start_meta(0);
-    // Member i's REPORT: complete at its epoch (c only once recovered_).
-    auto reporting = [this](size_t i, bool waits) {
-      return [this, i, waits]() -> ReportMsg {
-        Membership* me = members_.size() > i ? members_[i].get() : nullptr;
-        if (me == nullptr || (waits && !recovered_.load())) return ReportMsg{"n/a", 0, {}};
-        return ReportMsg{"caught up", me->epoch(), {}};
-      };
-    };
-    a_ = &add_member(0, false, reporting(0, false));
-    b_ = &add_member(0, false, reporting(1, false));
-    ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 2; }, 5000));
-    c_ = &add_member(0, false, reporting(2, true));
-    ASSERT_TRUE(eventually([&] { return meta_->map()->servers().size() == 3; }, 5000));
-    expect_converged();
-    ida_ = a_->node_id();
-    idc_ = c_->node_id();
-    ASSERT_TRUE(eventually([&] {
-      return status_of(*meta_, ida_).recovering.empty() &&
-             status_of(*meta_, b_->node_id()).recovering.empty();
-    }, 5000)) << "a and b never reported their copies complete\n" << logs();
-    ASSERT_FALSE(status_of(*meta_, idc_).recovering.empty());
-    epoch_ = meta_->map()->epoch();
-  }
-  ServerState state(uint32_t id) { return meta_->map()->server(id)->state; }
-  bool logged(const std::string& s) { return logs().find(s) != std::string::npos; }
-
-  std::atomic<bool> recovered_{false};
-  Membership *a_ = nullptr, *b_ = nullptr, *c_ = nullptr;
-  uint32_t ida_ = 0, idc_ = 0;
-  uint64_t epoch_ = 0;
-};
-
-TEST_F(SoleCopyTest, HeldUntilItsConnectionCloses) {
-  form(std::chrono::seconds(30));
-  meta_->on_suspect(ida_, "suspected by the test");
-  std::this_thread::sleep_for(milliseconds(300));
-  EXPECT_EQ(meta_->map()->epoch(), epoch_);
-  EXPECT_EQ(state(ida_), ServerState::kUp);
-  EXPECT_TRUE(logged("NOT declaring node " + std::to_string(ida_) + " failed yet")) << logs();
-  const auto t0 = std::chrono::steady_clock::now();
-  a_->stop();  // a dead process's connection closes, and stays closed
-  ASSERT_TRUE(eventually([&] { return state(ida_) == ServerState::kFailed; }, 8000)) << logs();
-  // Not at once (a live server that lost its connection joins again
-  // within the reconnect grace), and long before the 30 s hold.
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, milliseconds(1900));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
-  EXPECT_TRUE(logged("its control connection closed and it did not reconnect")) << logs();
-}
-
-TEST_F(SoleCopyTest, FailedOnceAnotherCopyCompletes) {
-  form(std::chrono::seconds(30));
-  meta_->on_suspect(ida_, "suspected by the test");
-  std::this_thread::sleep_for(milliseconds(300));
-  EXPECT_EQ(state(ida_), ServerState::kUp) << logs();
-  recovered_.store(true);  // c's REPORT: its copies are complete
-  ASSERT_TRUE(eventually([&] { return state(ida_) == ServerState::kFailed; }, 5000)) << logs();
-  EXPECT_TRUE(logged("its partitions have other complete copies now")) << logs();
-  EXPECT_EQ(meta_->map()->epoch(), epoch_ + 1);
-}
-
-TEST_F(SoleCopyTest, FailedWhenTheHoldEnds) {
-  form(std::chrono::milliseconds(800));
-  const auto t0 = std::chrono::steady_clock::now();
-  meta_->on_suspect(ida_, "suspected by the test");
-  std::this_thread::sleep_for(milliseconds(200));
-  EXPECT_EQ(state(ida_), ServerState::kUp) << logs();
-  ASSERT_TRUE(eventually([&] { return state(ida_) == ServerState::kFailed; }, 5000)) << logs();
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, milliseconds(800));
-  EXPECT_TRUE(logged("ms sole-copy hold")) << logs();
-}
-
-TEST_F(SoleCopyTest, ANodeWithoutSoleCopiesIsFailedAtOnce) {
-  form(std::chrono::seconds(30));
-  meta_->on_suspect(idc_, "suspected by the test");  // c is primary of nothing
-  EXPECT_EQ(state(idc_), ServerState::kFailed) << logs();
-  EXPECT_FALSE(logged("NOT declaring")) << logs();
 }
 
 TEST(Heartbeat, SlotRoundTripsAndATornSlotIsRefused) {
