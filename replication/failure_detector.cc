@@ -95,11 +95,16 @@ bool FailureDetector::heartbeat(uint32_t node, uint64_t incarnation,
     n.widen = std::min(n.widen * 2, o_.max_widen);
     n.false_suspicions++;
   }
-  // A report() suspicion clears without widening: see the header.
+  // A report() or excused suspicion clears without widening: see the header.
   n.cause = Cause::kNone;
   n.reason.clear();
   update_timeout(n);
   return false_suspicion;
+}
+
+void FailureDetector::excuse(uint32_t node) {
+  auto it = nodes_.find(node);
+  if (it != nodes_.end() && it->second.cause == Cause::kTimeout) it->second.cause = Cause::kExcused;
 }
 
 void FailureDetector::report(uint32_t node, const std::string& reason,

@@ -128,6 +128,15 @@ class FailureDetector {
   // one timeout.
   void report(uint32_t node, const std::string& reason, Clock::time_point now);
 
+  // `node`'s timeout suspicion was this observer's fault, not the node's:
+  // every watched server fell silent at once (the metadata server stalled,
+  // or was cut off; FailureMonitor "Isolation"). The node stays suspected,
+  // but the heartbeat that clears it does not widen its timeout nor count
+  // as a false suspicion (heartbeat() returns false): what the detector has
+  // learned about the node must not pay for its observer's stall. Does
+  // nothing for a node not suspected by timeout.
+  void excuse(uint32_t node);
+
   // Re-evaluates every node at `now` and returns, in node order, those that
   // became suspected by this call: each suspicion is returned once, a node
   // already suspected never.
@@ -139,7 +148,7 @@ class FailureDetector {
   bool suspected(uint32_t node) const;
 
  private:
-  enum class Cause { kNone, kTimeout, kReport };
+  enum class Cause { kNone, kTimeout, kReport, kExcused };
 
   struct Node {
     Clock::time_point last;       // last arrival (or watch())

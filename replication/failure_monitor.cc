@@ -155,8 +155,12 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
       continue;
     }
     Verdict d = vouch(node, p.at, now);
-    if (d == Verdict::kIsolated && watched_.size() > 1)
+    if (d == Verdict::kIsolated && watched_.size() > 1) {
       quiet_until_ = now + opts_.isolation_grace;
+      // This server's stall, not the node's: its timeout stays as learned
+      // (a widened timeout would slow the next real failover).
+      detector_.excuse(node);
+    }
     verdicts.emplace_back(node, d);
   }
   for (auto& [node, d] : verdicts) {

@@ -19,8 +19,9 @@
 // out). If every other server is suspected too (or there is none), nobody
 // vouches: nobody is declared failed, and for isolation_grace after the
 // last scan that found everyone silent no suspicion is acted on at all; a
-// held node stays suspected (its heartbeat clears it as a false suspicion)
-// and is declared failed once someone vouches after the grace. When the
+// held node stays suspected (its heartbeat clears it, without widening its
+// timeout: the silence was this server's, FailureDetector::excuse) and is
+// declared failed once someone vouches after the grace. When the
 // links come back the servers reconnect one by one (tcp backs off while a
 // link is cut, and a data server whose heartbeat write timed out joins
 // again), so the first one back must not see the others failed for being
