@@ -30,7 +30,7 @@ libftm_cluster_a_SOURCES = \
 	replication/meta_server.cc replication/meta_server.h \
 	replication/spawn.cc replication/spawn.h \
 	replication/membership.cc replication/membership.h \
-	replication/peer_mesh.cc replication/peer_mesh.h \
+	replication/peer_mesh.cc replication/peer_mesh.h replication/peer_frame.h \
 	replication/cluster_node.cc replication/cluster_node.h \
 	replication/inspect.cc replication/inspect.h \
 	replication/replication_manager.cc replication/replication_manager.h \
@@ -51,7 +51,7 @@ dist_man_MANS += man/ftmemcached-meta.1 man/ftmemcached-ctl.1
 check_PROGRAMS += t/unit_cluster
 t_unit_cluster_SOURCES = t/unit/partition_map_test.cc \
 	t/unit/control_msg_test.cc t/unit/meta_server_test.cc \
-	t/unit/meta_server_fixture.h t/unit/meta_holds_test.cc \
+	t/unit/meta_server_fixture.h t/unit/meta_holds_test.cc t/unit/test_fabric.h \
 	t/unit/failure_detector_test.cc t/unit/spawn_test.cc
 t_unit_cluster_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_cluster_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)
@@ -61,7 +61,8 @@ EXTRA_DIST += t/test_meta_server.py
 # The replication manager (effects -> LogWriters, kRingOpen -> LogApplier):
 # primary and secondaries in one process, tcp provider.
 check_PROGRAMS += t/unit_replication_manager
-t_unit_replication_manager_SOURCES = t/unit/replication_manager_test.cc
+t_unit_replication_manager_SOURCES = t/unit/replication_manager_test.cc \
+	t/unit/test_fabric.h
 t_unit_replication_manager_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_replication_manager_LDADD = libftm_cluster.a libftm_replication.a libftm_store.a \
 	libftm_rdma.a $(LIBFABRIC_LIBS) $(JEMALLOC_LIBS) $(XXHASH_LIBS) $(GTEST_LIBS) -lpthread
@@ -70,7 +71,7 @@ TESTS += t/unit_replication_manager
 # The peer mesh (RPCs between data servers) with in-process nodes and a
 # real metadata server over the tcp provider.
 check_PROGRAMS += t/unit_mesh
-t_unit_mesh_SOURCES = t/unit/peer_mesh_test.cc
+t_unit_mesh_SOURCES = t/unit/peer_mesh_test.cc t/unit/test_fabric.h
 t_unit_mesh_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_mesh_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)
 TESTS += t/unit_mesh

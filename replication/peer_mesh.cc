@@ -39,64 +39,15 @@
 #include "rdma/listener.h"
 #include "rdma/memory_region.h"
 #include "replication/control_msg.h"
+#include "replication/peer_frame.h"
 
 namespace ftm::repl {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using namespace peer_frame;
 
-enum Kind : uint8_t { kHello = 1, kRequest = 2, kReply = 3, kErrorReply = 4 };
-constexpr size_t kHeader = 16;
-constexpr size_t kMaxTypes = 16;
-
-struct Header {
-  uint32_t len = 0;
-  uint16_t type = 0;
-  uint8_t kind = 0;
-  uint64_t id = 0;
-};
-
-void put_le(char* p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) p[i] = char((v >> (8 * i)) & 0xff);
-}
-uint64_t get_le(const std::byte* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++) v |= uint64_t(std::to_integer<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-
-// One message, header and body (one allocation per message: the queue owns
-// it until the writer copies it into the registered send buffer).
-std::string encode(uint8_t kind, uint16_t type, uint64_t id, std::string_view head,
-                   std::string_view body) {
-  std::string m(kHeader + head.size() + body.size(), '\0');
-  put_le(m.data(), head.size() + body.size(), 4);
-  put_le(m.data() + 4, type, 2);
-  m[6] = char(kind);
-  put_le(m.data() + 8, id, 8);
-  if (!head.empty()) std::memcpy(m.data() + kHeader, head.data(), head.size());
-  if (!body.empty()) std::memcpy(m.data() + kHeader + head.size(), body.data(), body.size());
-  return m;
-}
-
-// Splits one received send into messages; false if it is malformed.
-template <class F>
-bool for_each_message(const std::byte* p, size_t n, F&& fn) {
-  size_t off = 0;
-  while (off < n) {
-    if (n - off < kHeader) return false;
-    Header h;
-    h.len = uint32_t(get_le(p + off, 4));
-    h.type = uint16_t(get_le(p + off + 4, 2));
-    h.kind = std::to_integer<uint8_t>(p[off + 6]);
-    h.id = get_le(p + off + 8, 8);
-    if (n - off - kHeader < h.len) return false;
-    if (!fn(h, std::string_view(reinterpret_cast<const char*>(p + off + kHeader), h.len)))
-      return false;
-    off += kHeader + h.len;
-  }
-  return true;
-}
+constexpr size_t kMaxTypes = 16;  // PeerRpc values below this have handlers
 
 struct Pending {
   PeerMesh::Done done = nullptr;

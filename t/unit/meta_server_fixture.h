@@ -23,21 +23,11 @@
 #include "replication/control_msg.h"
 #include "replication/membership.h"
 #include "replication/meta_server.h"
+#include "t/unit/test_fabric.h"
 
 namespace ftm::repl {
 
 using std::chrono::milliseconds;
-
-inline std::unique_ptr<rdma::Fabric> open_fabric(const std::string& id) {
-  rdma::FabricOptions o;
-  o.provider = rdma::ProviderChoice::kTcp;
-  o.local_addr = "127.0.0.1";
-  o.identity = id;
-  o.log = [](std::string_view) {};
-  auto f = rdma::Fabric::open(o);
-  if (!f) ADD_FAILURE() << f.status().to_string();
-  return f ? std::move(f).value() : nullptr;
-}
 
 class MetaServerTest : public ::testing::Test {
  protected:

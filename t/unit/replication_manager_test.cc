@@ -27,22 +27,12 @@
 #include "src/execute.h"
 #include "src/stats.h"
 #include "src/store.h"
+#include "t/unit/test_fabric.h"
 
 namespace ftm::repl {
 namespace {
 
 using std::chrono::milliseconds;
-
-std::unique_ptr<rdma::Fabric> open_fabric(const std::string& id) {
-  rdma::FabricOptions o;
-  o.provider = rdma::ProviderChoice::kTcp;
-  o.local_addr = "127.0.0.1";
-  o.identity = id;
-  o.log = [](std::string_view) {};
-  auto f = rdma::Fabric::open(o);
-  if (!f) ADD_FAILURE() << f.status().to_string();
-  return f ? std::move(f).value() : nullptr;
-}
 
 // One data server without the memcached front end.
 struct Node {
