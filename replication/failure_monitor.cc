@@ -145,6 +145,7 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
   std::vector<std::string> lines;
   for (auto& [node, reason] : suspects) pending_[node] = Pending{std::move(reason), now};
   suspects.clear();
+  end_silence(now, lines);
   if (pending_.empty()) return lines;
   // Decided for all first: one hold must not change another's verdict.
   std::vector<std::pair<uint32_t, Verdict>> verdicts;
@@ -157,6 +158,7 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
     Verdict d = vouch(node, p.at, now);
     if (d == Verdict::kIsolated && watched_.size() > 1) {
       quiet_until_ = now + opts_.isolation_grace;
+      if (silent_since_ == Clock::time_point{}) silent_since_ = now;
       // This server's stall, not the node's: its timeout stays as learned
       // (a widened timeout would slow the next real failover).
       detector_.excuse(node);
@@ -180,13 +182,38 @@ std::vector<std::string> FailureMonitor::hold_unvouched(
                       (d == Verdict::kIsolated
                            ? "every other server is silent too (is this meta server cut off?)"
                            : "within the grace after an isolation") +
-                      "; declaring nobody failed until " +
-                      std::to_string(opts_.isolation_grace.count()) +
-                      " ms after heartbeats are back");
+                      "; declaring nobody failed until heartbeats are back, and for up to " +
+                      std::to_string(opts_.isolation_grace.count()) + " ms after");
       it->second.held = true;
     }
   }
   return lines;
+}
+
+// REQUIRES mu_. Ends a silence of everyone once a server is heard again.
+// A long one may have been a cut-off (servers come back one by one, some
+// after joining again): the whole isolation_grace. A brief one (this
+// server stalled, or a short cut) has torn down no connection (a data
+// server does so only after its 1 s heartbeat write deadline), and every
+// server comes back within tcp's retransmission backoff, which grows with
+// the cut: twice the silence plus the detector's floor. (The whole grace
+// after every stall of this 2-core host delayed the next real failover by
+// up to 3 s: bench/failover.py, 1.9 s in one kill of 20.)
+void FailureMonitor::end_silence(Clock::time_point now, std::vector<std::string>& lines) {
+  if (silent_since_ == Clock::time_point{}) return;
+  for (uint32_t n : watched_) {
+    if (!detector_.view(n, now).suspected) {
+      const auto silence = now - silent_since_;
+      const auto grace = std::min<Clock::duration>(opts_.isolation_grace,
+                                                   2 * silence + opts_.detector.floor);
+      quiet_until_ = std::min(quiet_until_, now + grace);
+      silent_since_ = Clock::time_point{};
+      lines.push_back("ftmemcached-meta: heartbeats are back after " + ms_text(std::chrono::duration_cast<std::chrono::microseconds>(silence)) +
+                      " of silence from everyone; acting on suspicions again in " +
+                      ms_text(std::chrono::duration_cast<std::chrono::microseconds>(grace)));
+      return;
+    }
+  }
 }
 
 // REQUIRES mu_. Moves corroborated reports into `suspects` and drops the

@@ -18,7 +18,9 @@
 // suspicion. Until then it waits (at most until the others' timeouts run
 // out). If every other server is suspected too (or there is none), nobody
 // vouches: nobody is declared failed, and for isolation_grace after the
-// last scan that found everyone silent no suspicion is acted on at all; a
+// last scan that found everyone silent (for a silence shorter than the
+// grace, twice the silence plus the detector's floor after the first
+// server is heard again) no suspicion is acted on at all; a
 // held node stays suspected (its heartbeat clears it, without widening its
 // timeout: the silence was this server's, FailureDetector::excuse) and is
 // declared failed once someone vouches after the grace. When the
@@ -153,6 +155,10 @@ class FailureMonitor {
   std::vector<std::string> hold_unvouched(
       FailureDetector::Clock::time_point now,
       std::vector<std::pair<uint32_t, std::string>>& suspects);
+  // REQUIRES mu_. Once someone is heard after a silence of everyone,
+  // shortens the grace to fit that silence (see the .cc); appends the log
+  // line to `lines`.
+  void end_silence(FailureDetector::Clock::time_point now, std::vector<std::string>& lines);
 
   Options opts_;
   std::unique_ptr<HeartbeatArray> array_;
@@ -173,6 +179,8 @@ class FailureMonitor {
   std::map<uint32_t, Pending> pending_;  // awaiting a voucher; mu_
   // No suspicion is acted on before this (isolation); guarded by mu_.
   FailureDetector::Clock::time_point quiet_until_{};
+  // The first scan of the current silence of everyone ({}: none); mu_.
+  FailureDetector::Clock::time_point silent_since_{};
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
