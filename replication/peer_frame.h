@@ -1,8 +1,9 @@
 // The framing of PeerMesh messages (replication/peer_mesh.h): one send on
-// a link carries one or more messages, each a 16-byte little-endian header
-// (u32 body length, u16 PeerRpc type, u8 kind, u8 zero, u64 call id) and
-// its body. A hello (the caller's node id) opens every outgoing link; a
-// request's reply carries the request's id.
+// a link carries one or more messages, each a 16-byte header and its body.
+// The header's fields are host-order (little-endian) values at fixed
+// offsets (replication/wire_bytes.h): u32 body length, u16 PeerRpc type,
+// u8 kind, u8 zero, u64 call id. A hello (the caller's node id) opens every
+// outgoing link; a request's reply carries the request's id.
 //
 // Header-only and allocation-free apart from encode(), which builds one
 // message (the link's queue owns it until the writer copies it into the
@@ -16,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "replication/wire_bytes.h"
+
 namespace ftm::repl::peer_frame {
 
 enum Kind : uint8_t { kHello = 1, kRequest = 2, kReply = 3, kErrorReply = 4 };
@@ -28,23 +31,15 @@ struct Header {
   uint64_t id = 0;
 };
 
-inline void put_le(char* p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) p[i] = char((v >> (8 * i)) & 0xff);
-}
-inline uint64_t get_le(const std::byte* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++) v |= uint64_t(std::to_integer<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-
 // One message: the header, then `head` and `body` as its body.
 inline std::string encode(uint8_t kind, uint16_t type, uint64_t id, std::string_view head,
                           std::string_view body) {
   std::string m(kHeader + head.size() + body.size(), '\0');
-  put_le(m.data(), head.size() + body.size(), 4);
-  put_le(m.data() + 4, type, 2);
-  m[6] = char(kind);
-  put_le(m.data() + 8, id, 8);
+  auto* p = reinterpret_cast<std::byte*>(m.data());
+  wire::put<uint32_t>(p, 0, uint32_t(head.size() + body.size()));
+  wire::put<uint16_t>(p, 4, type);
+  wire::put<uint8_t>(p, 6, kind);
+  wire::put<uint64_t>(p, 8, id);
   if (!head.empty()) std::memcpy(m.data() + kHeader, head.data(), head.size());
   if (!body.empty()) std::memcpy(m.data() + kHeader + head.size(), body.data(), body.size());
   return m;
@@ -59,10 +54,10 @@ bool for_each_message(const std::byte* p, size_t n, F&& fn) {
   while (off < n) {
     if (n - off < kHeader) return false;
     Header h;
-    h.len = uint32_t(get_le(p + off, 4));
-    h.type = uint16_t(get_le(p + off + 4, 2));
-    h.kind = std::to_integer<uint8_t>(p[off + 6]);
-    h.id = get_le(p + off + 8, 8);
+    h.len = wire::get<uint32_t>(p, off);
+    h.type = wire::get<uint16_t>(p, off + 4);
+    h.kind = wire::get<uint8_t>(p, off + 6);
+    h.id = wire::get<uint64_t>(p, off + 8);
     if (n - off - kHeader < h.len) return false;
     if (!fn(h, std::string_view(reinterpret_cast<const char*>(p + off + kHeader), h.len)))
       return false;
