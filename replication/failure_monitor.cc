@@ -203,14 +203,15 @@ void FailureMonitor::end_silence(Clock::time_point now, std::vector<std::string>
   if (silent_since_ == Clock::time_point{}) return;
   for (uint32_t n : watched_) {
     if (!detector_.view(n, now).suspected) {
-      const auto silence = now - silent_since_;
-      const auto grace = std::min<Clock::duration>(opts_.isolation_grace,
-                                                   2 * silence + opts_.detector.floor);
+      using std::chrono::microseconds;
+      const auto silence = std::chrono::duration_cast<microseconds>(now - silent_since_);
+      const auto grace = std::min<microseconds>(opts_.isolation_grace,
+                                                2 * silence + opts_.detector.floor);
       quiet_until_ = std::min(quiet_until_, now + grace);
       silent_since_ = Clock::time_point{};
-      lines.push_back("ftmemcached-meta: heartbeats are back after " + ms_text(std::chrono::duration_cast<std::chrono::microseconds>(silence)) +
+      lines.push_back("ftmemcached-meta: heartbeats are back after " + ms_text(silence) +
                       " of silence from everyone; acting on suspicions again in " +
-                      ms_text(std::chrono::duration_cast<std::chrono::microseconds>(grace)));
+                      ms_text(grace));
       return;
     }
   }

@@ -652,8 +652,6 @@ void MetaServer::on_suspect(uint32_t node, const std::string& reason) {
   declare_failed(node, reason);
 }
 
-// REQUIRES: mu_ held. Why the hold on `node` ends now with a failure ("" if
-// it goes on).
 std::string MetaServer::hold_verdict_locked(uint32_t node, const Hold& h,
                                             std::chrono::steady_clock::time_point now) const {
   auto m = members_.find(node);

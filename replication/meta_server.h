@@ -221,9 +221,10 @@ class MetaServer {
   // kReconnectGrace in meta_server.cc).
   static bool reconnecting_or_connected(const Member& m);
   // Ends the holds whose time has come (see "Sole copies" and
-  // "Suspicion"); the accept
-  // thread calls it every accept timeout (100 ms).
+  // "Suspicion"); the accept thread calls it every accept timeout (100 ms).
   void judge_holds();
+  // REQUIRES: mu_ held. Why the hold `h` on `node` ends at `now` with a
+  // failure; "" while it goes on.
   struct Hold;
   std::string hold_verdict_locked(uint32_t node, const Hold& h,
                                   std::chrono::steady_clock::time_point now) const;
