@@ -16,6 +16,7 @@
 #include "rdma/secret_option.h"
 #include "rdma/fabric_domain.h"
 #include "replication/control_msg.h"
+#include "replication/heartbeat.h"
 #include "replication/meta_server.h"
 
 namespace {
@@ -214,6 +215,16 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Every thread of this process real-time (SCHED_FIFO 1, best effort;
+  // threads inherit it), not only the scan and the fabric's progress
+  // thread: heartbeats land through the provider's progress, which takes
+  // locks that accepting and closing a connection (an ftmemcached-ctl
+  // status, a data server joining) take too. A normal-priority thread
+  // preempted while holding one held the progress thread up for over
+  // 100 ms on a loaded 2-core host, and servers were suspected
+  // (t/test_detector.py, test_status_polling_under_load_causes_no_suspicion).
+  // Every thread here sleeps almost all the time.
+  repl::raise_to_realtime();
   rdma::FabricOptions fo;
   fo.provider = provider;
   // The domain must sit on the interface we listen on; a wildcard listen
@@ -221,8 +232,8 @@ int main(int argc, char** argv) {
   if (mo.listen_host != "0.0.0.0" && mo.listen_host != "::")
     fo.local_addr = mo.listen_host;
   fo.identity = "ftmemcached-meta@" + listen;
-  // Heartbeats land through the progress thread: on a starved host a
-  // normal-priority one would delay them into false suspicions.
+  // Already real-time through the line above when permitted; kept so the
+  // progress thread is real-time however main() changes.
   fo.realtime_progress = true;
   if (!rdma::apply_secret_option("ftmemcached-meta", secret_file, &fo)) return EX_CONFIG;
   auto fabric = rdma::Fabric::open(fo);

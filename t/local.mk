@@ -49,12 +49,13 @@ TESTS += t/unit_frontend
 # Shipped by `make dist`: the pytest suites and their helpers (t/test_meta_server.py
 # is listed in replication/local.mk), and the other fuzz targets, their shared
 # harness and seed corpora (the first target and t/fuzz/run.sh are listed above).
-EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/chaos.py t/netns.py t/README.md
+EXTRA_DIST += t/conftest.py t/mc.py t/cluster.py t/loadgen.py t/chaos.py t/netns.py t/failover_common.py t/README.md
 EXTRA_DIST += t/test_binary.py
 EXTRA_DIST += t/test_chaos.py
 EXTRA_DIST += t/test_cas.py
 EXTRA_DIST += t/test_cluster.py
 EXTRA_DIST += t/test_concurrency.py
+EXTRA_DIST += t/test_detector.py
 EXTRA_DIST += t/test_differential.py
 EXTRA_DIST += t/test_errors.py
 EXTRA_DIST += t/test_expire.py
