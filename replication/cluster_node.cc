@@ -188,6 +188,12 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
   register_inspection_handlers(*n->mesh_, store);
 #endif
 
+  PeerLease::Options plo;
+  plo.lease = &n->lease_;
+  plo.mesh = n->mesh_.get();
+  plo.log = [p](std::string_view line) { p->log(std::string(line)); };
+  n->peer_lease_ = std::make_unique<PeerLease>(plo);
+
   MembershipOptions mem;
   mem.meta_host = options.meta_host;
   mem.meta_port = options.meta_port;
@@ -209,6 +215,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
          n->fabric_->provider() + ")");
   n->membership_ = Membership::start(*n->fabric_, mem);
   n->mesh_->set_membership(n->membership_.get());
+  n->peer_lease_->attach(n->membership_.get());
 
   {
     std::lock_guard g(n->map_mu_);
@@ -232,6 +239,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const Options& options, Store& s
     n->manager_ = ReplicationManager::create(*n->fabric_, *n->mesh_, *n->membership_, store, ro);
     // A map that arrived while the manager did not exist yet.
     if (auto map = n->membership_->map()) {
+      n->wait_out_grants(*map);
       n->manager_->on_map(map);
       n->publish(map);
     }
@@ -248,6 +256,7 @@ void ClusterNode::stop() {
     }
     park_cv_.notify_all();
     if (redirector_.joinable()) redirector_.join();  // fails what is parked
+    if (peer_lease_) peer_lease_->stop();
     if (membership_) membership_->stop();
     // No handler runs and no call is in flight after this; the links'
     // connections stay allocated (writers may still hold them) until the
@@ -257,13 +266,27 @@ void ClusterNode::stop() {
       std::lock_guard g(map_mu_);
       manager_.reset();
     }
+    peer_lease_.reset();  // after mesh_->close(): its handler runs no more
     mesh_.reset();
     membership_.reset();
     fabric_.reset();
   });
 }
 
+void ClusterNode::wait_out_grants(const ClusterMap& map) {
+  const auto until = peer_lease_->advance(map);
+  const auto now = Lease::Clock::now();
+  if (until <= now) return;
+  log("cluster: map epoch " + std::to_string(map.epoch()) + ": waiting " +
+      std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(until - now).count()) +
+      " us for a lease this node vouched for to lapse before following it");
+  std::this_thread::sleep_until(until);
+}
+
 void ClusterNode::on_map(std::shared_ptr<const ClusterMap> map) {
+  // Before anything follows the map: a node it no longer lists as up may
+  // still serve on a grant of ours (peer_lease.h).
+  wait_out_grants(*map);
   std::lock_guard g(map_mu_);
   if (!manager_) return;  // start() takes the newest map once the manager exists
   {

@@ -59,6 +59,7 @@
 #include "replication/lease.h"
 #include "replication/membership.h"
 #include "replication/partition_map.h"
+#include "replication/peer_lease.h"
 #include "replication/peer_mesh.h"
 #include "src/cluster.h"
 #include "src/session.h"
@@ -144,6 +145,9 @@ class ClusterNode final : public Cluster {
 
  private:
   explicit ClusterNode(const Options& options, Store& store);
+  // Sleeps until no lease this node vouched for a node `map` no longer
+  // lists as up can still be in force (PeerLease::advance).
+  void wait_out_grants(const ClusterMap& map);
   void on_map(std::shared_ptr<const ClusterMap> map);
   void publish(std::shared_ptr<const ClusterMap> map);
   const ClusterMap* current();
@@ -173,6 +177,7 @@ class ClusterNode final : public Cluster {
   std::unique_ptr<rdma::Fabric> fabric_;
   std::unique_ptr<PeerMesh> mesh_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<PeerLease> peer_lease_;  // vouching (issue 7): created before membership_
   std::unique_ptr<ReplicationManager> manager_;
 
   // Serializes on_map (the manager requires it) with the manager's

@@ -133,6 +133,7 @@ void HeartbeatWriter::run() {
     uint64_t fence = 0;
     if (st && lease_.lease != nullptr) {
       fence = load_word(buf_ + 24);
+      lease_.lease->acknowledged(posted);
       if (fence == 0) {
         lease_.lease->renew(posted, lease_.length);
       } else {

@@ -18,27 +18,13 @@
 // promoted then, and a restarted metadata server waits longer than the
 // renewal before it declares anyone failed).
 //
-// Open (issue 7, t/test_partition.py xfail): when the metadata server is cut
-// off by a silent drop (not refused), no heartbeat is acknowledged and every
-// primary stops serving one lease length later, although nobody can be
-// failed over then (the metadata server declares nobody failed while no
-// server vouches for its links, failure_monitor.h "Isolation"). Renewing on
-// a connect timeout alone would be wrong: a primary cut off from the
-// metadata server but not from its peers looks the same from inside, and is
-// failed over. The way out is evidence from the peers: a primary whose
-// heartbeats go unacknowledged asks every other up server of its map
-// whether they reach the metadata server; only if all of them answer "no
-// heartbeat acknowledged for at least X" may it renew (from the time it
-// asked), since then the metadata server hears from nobody. Pitfalls to
-// close before doing so: (1) a heartbeat write still in flight can land
-// late (tcp retransmission, up to the 1 s operation deadline) and make its
-// sender look fresh, i.e. vouch, so a peer that says "no" must also post no
-// heartbeat for the lease it granted, and the metadata server must require
-// a steady voucher (several arrivals within a window W <= X - lease) rather
-// than one fresh arrival; (2) after healing, the metadata server's
-// isolation grace must outlast every such peer-granted lease; (3) a primary
-// cut off from the metadata server and all its peers gets no answers and
-// stops, as it must.
+// A metadata server cut off by a silent drop (not refused) acknowledges no
+// heartbeat, yet declares nobody failed while it hears nobody
+// (failure_monitor.h, "Isolation"). Then the peers vouch instead
+// (replication/peer_lease.h): every other up server of this node's map
+// says it does not hear the metadata server either, and the lease is
+// renewed from the time it asked. acknowledged()/since_acknowledged() and
+// length() are what that needs.
 //
 // The check is one atomic load and one steady-clock read: cheap enough for
 // every request (no lock, no allocation).
@@ -63,6 +49,30 @@ class Lease {
     required_.store(required, std::memory_order_release);
   }
   bool required() const { return required_.load(std::memory_order_acquire); }
+
+  // The length (microseconds) each acknowledged heartbeat renews for (the
+  // JOIN_OK's lease_us); peers vouch for the same length. 0: unknown yet.
+  void set_length(std::chrono::microseconds length) {
+    length_us_.store(length.count(), std::memory_order_release);
+  }
+  std::chrono::microseconds length() const {
+    return std::chrono::microseconds(length_us_.load(std::memory_order_acquire));
+  }
+
+  // Records that the metadata server acknowledged a heartbeat posted at
+  // `posted` (whatever its fence word said).
+  void acknowledged(Clock::time_point posted) {
+    int64_t t = posted.time_since_epoch().count();
+    int64_t cur = acked_.load(std::memory_order_relaxed);
+    while (cur < t && !acked_.compare_exchange_weak(cur, t, std::memory_order_release,
+                                                    std::memory_order_relaxed)) {
+    }
+  }
+  // How long ago the newest acknowledged heartbeat was posted (the whole
+  // clock's age if none ever was).
+  Clock::duration since_acknowledged(Clock::time_point now = Clock::now()) const {
+    return now.time_since_epoch() - Clock::duration(acked_.load(std::memory_order_acquire));
+  }
 
   // Extends validity to `start + length` if that is later than now's.
   // `start` is when the evidence was gathered (a heartbeat's post time),
@@ -95,6 +105,7 @@ class Lease {
     until_.store(0, std::memory_order_seq_cst);
   }
   void resume() { suspended_.store(false, std::memory_order_release); }
+  bool suspended() const { return suspended_.load(std::memory_order_acquire); }
 
   // Whether this node may act as primary at `now`.
   bool valid(Clock::time_point now = Clock::now()) const {
@@ -112,6 +123,8 @@ class Lease {
   std::atomic<bool> required_{false};
   std::atomic<bool> suspended_{false};
   std::atomic<int64_t> until_{0};  // Clock::duration ticks since its epoch
+  std::atomic<int64_t> acked_{0};  // same unit
+  std::atomic<int64_t> length_us_{0};
 };
 
 }  // namespace ftm::repl

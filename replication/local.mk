@@ -31,6 +31,7 @@ libftm_cluster_a_SOURCES = \
 	replication/spawn.cc replication/spawn.h \
 	replication/membership.cc replication/membership.h \
 	replication/peer_mesh.cc replication/peer_mesh.h replication/peer_frame.h \
+	replication/peer_lease.cc replication/peer_lease.h \
 	replication/cluster_node.cc replication/cluster_node.h \
 	replication/inspect.cc replication/inspect.h \
 	replication/replication_manager.cc replication/replication_manager.h \
@@ -52,7 +53,7 @@ check_PROGRAMS += t/unit_cluster
 t_unit_cluster_SOURCES = t/unit/partition_map_test.cc \
 	t/unit/control_msg_test.cc t/unit/meta_server_test.cc \
 	t/unit/meta_server_fixture.h t/unit/meta_holds_test.cc t/unit/test_fabric.h \
-	t/unit/failure_detector_test.cc t/unit/spawn_test.cc
+	t/unit/failure_detector_test.cc t/unit/spawn_test.cc t/unit/peer_lease_test.cc
 t_unit_cluster_CPPFLAGS = $(AM_CPPFLAGS) $(GTEST_CFLAGS)
 t_unit_cluster_LDADD = $(FTM_CLUSTER_LIBS) $(GTEST_LIBS)
 TESTS += t/unit_cluster

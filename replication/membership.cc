@@ -138,7 +138,10 @@ ClusterStatus Membership::converse(ControlChannel& ch) {
       was_fenced_ = false;
       log("membership: joined meta server " + meta + " as node " +
           std::to_string(ok->node_id) + " at epoch " + std::to_string(ok->map.epoch()));
-      if (opts_.lease) opts_.lease->set_required(ok->lease_us > 0);
+      if (opts_.lease) {
+        opts_.lease->set_required(ok->lease_us > 0);
+        opts_.lease->set_length(std::chrono::microseconds(ok->lease_us));
+      }
       // Heartbeats first: the meta server times this node from JOIN_OK on,
       // and following the map (install) may take a while (ring set-up).
       start_heartbeats(ch, *ok);

@@ -51,6 +51,7 @@ enum class PeerRpc : uint16_t {
   kGetReplica = 4,  // this node's copy of one key
   kSnapshot = 5,      // new secondary asks its primary for a snapshot (recovery.h)
   kSnapshotDone = 6,  // ... and says it has read it
+  kVouch = 7,         // does this node hear the metadata server? (peer_lease.h)
 };
 
 class PeerMesh {

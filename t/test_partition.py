@@ -1,21 +1,20 @@
 """Network partitions (issue 7): the cluster on hosts of its own (network
 namespaces, t/netns.py), one host cut off, made lossy or slow, under load:
 
-- cut off a primary from the meta server and its peers (clients still reach
-  it): it is declared failed; once the new map is in force it answers no
+- cut off a primary from the meta server and its peers, or from the meta
+  server only (its peers hear the meta server and do not vouch for it;
+  clients still reach it): it is declared failed; once the new map is in force it answers no
   read or write of the partitions it lost (a SERVER_ERROR naming the
   reason, never the old value); healed, it rejoins empty and recovers; no
   acknowledged write is lost;
-- cut off the meta server: data keeps flowing, nobody is declared failed
-  (the meta server must not fail the whole cluster over because it is
-  itself isolated), and after healing the epoch is the same;
+- cut off the meta server: data keeps flowing (the primaries' leases are
+  renewed by their peers, none of whom hears the meta server either:
+  replication/peer_lease.h), nobody is declared failed (the meta server
+  must not fail the whole cluster over because it is itself isolated), and
+  after healing the epoch is the same;
 - a bandwidth cap, then 5 % packet loss, on one data server's link: no
   false failover with the default detector settings; the replication
   throughput under each is printed next to the undisturbed one.
-
-One requirement is not met yet and ends its test as an expected failure
-(xfail) naming the reason, after everything else was checked: data does not
-keep flowing while the meta server is cut off (see the xfail text).
 
 Skipped, with the reason, where network namespaces cannot be made (not
 root, no nft). Each test takes 10-40 s.
@@ -117,7 +116,13 @@ def read_through(server, keys, seconds):
     return out
 
 
-def test_cut_off_primary_is_replaced_and_serves_nothing_stale(cluster, loads):
+# Cut off from the meta server only, the primary still reaches its peers:
+# they hear the meta server, so they do not vouch for it
+# (replication/peer_lease.h), and it stops serving as if cut off from all.
+@pytest.mark.parametrize("peers_too", [True, False],
+                         ids=["from-meta-and-peers", "from-meta-only"])
+def test_cut_off_primary_is_replaced_and_serves_nothing_stale(cluster, loads,
+                                                              peers_too):
     c = cluster(n=3, meta_args=["--detector-floor", CUT_FLOOR_MS])
     net = c.net
     st = settled(c)
@@ -130,8 +135,11 @@ def test_cut_off_primary_is_replaced_and_serves_nothing_stale(cluster, loads):
     lg = loads(LoadGen(c, keys=1000, threads=4, servers=others))
     time.sleep(0.5)
     before = c.status()
-    t = net.cut("s%d" % victim, keep=("cl",))
-    lg.event("cut node %d off (clients still reach it)" % victim, t)
+    keep = ("cl",) if peers_too else ("cl",) + tuple(
+        "s%d" % o.node_id for o in others)
+    t = net.cut("s%d" % victim, keep=keep)
+    lg.event("cut node %d off from %s (clients still reach it)" % (
+        victim, "everyone" if peers_too else "the meta server"), t)
     st = c.wait_failed(victim, before["epoch"], FAILOVER_TIMEOUT)
     print("node %d declared failed %.0f ms after the cut (epoch %d -> %d)" % (
         victim, (time.monotonic() - t) * 1000, before["epoch"], st["epoch"]))
@@ -206,13 +214,14 @@ def test_cut_off_meta_server_fails_nobody(cluster, loads):
                                           final["epoch"], final["out"],
                                           c.logs())
     lg.verify(c).check()
-    if not (ok1 - ok0 > 100 and err1 == err0 and gap < 1.0):
-        pytest.xfail(
-            "data stops while the meta server is cut off (%d ok, %d errors, "
-            "%.3fs without a success): a primary's lease lapses when its "
-            "heartbeats are not acknowledged, and only a refused connection "
-            "renews it (replication/lease.h, issue 7, open)" % (
-                ok1 - ok0, err1 - err0, gap))
+    assert ok1 - ok0 > 100 and err1 == err0 and gap < 1.0, \
+        "data stopped while the meta server was cut off (%d ok, %d errors, " \
+        "%.3fs without a success)\n%s\n%s" % (
+            ok1 - ok0, err1 - err0, gap, lg.report(), c.logs())
+    # The leases were the peers' doing (replication/peer_lease.h).
+    renewed = [s.node_id for s in c.servers
+               if "lease renewed by the peers" in s.stderr()]
+    assert renewed, "no server logged a peer-renewed lease\n" + c.logs()
 
 
 def _write_rate(lg, seconds):
