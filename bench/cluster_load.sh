@@ -88,7 +88,7 @@ for _ in $(seq 300); do
 done
 if [ $formed = 0 ]; then
   echo "cluster_load.sh: the cluster did not form within 30 s" >&2
-  tail -20 "$tmp/meta.log" "$tmp/servers.log" >&2
+  tail -n 20 "$tmp/meta.log" "$tmp/servers.log" >&2
   exit 2
 fi
 cluster_ports=$(IFS=,; echo "${cports[*]}")
