@@ -122,16 +122,6 @@ void PeerLease::log(const std::string& line) const {
   if (opts_.log) opts_.log(line);
 }
 
-uint64_t PeerLease::renewals() const {
-  std::lock_guard g(mu_);
-  return renewals_;
-}
-
-uint64_t PeerLease::grants() const {
-  std::lock_guard g(mu_);
-  return ledger_.grants();
-}
-
 PeerLease::Clock::time_point PeerLease::advance(const ClusterMap& map) {
   const auto length = opts_.lease->length();
   std::lock_guard g(mu_);
@@ -233,7 +223,6 @@ void PeerLease::run() {
       outcome_ = now_outcome;
     }
     g.lock();
-    if (renewed) renewals_++;
   }
 }
 

@@ -128,10 +128,6 @@ class PeerLease {
   // before following the map.
   Clock::time_point advance(const ClusterMap& map);
 
-  // Renewals obtained and grants given so far (for status and tests).
-  uint64_t renewals() const;
-  uint64_t grants() const;
-
  private:
   struct Round;
   void run();
@@ -145,7 +141,6 @@ class PeerLease {
   std::condition_variable cv_;
   bool stop_ = false;                         // guarded by mu_
   VouchLedger ledger_;                        // guarded by mu_
-  uint64_t renewals_ = 0;                     // guarded by mu_
   enum class Outcome { kNone, kRenewed, kRefused };
   Outcome outcome_ = Outcome::kNone;          // asking thread only: the last logged
   std::string last_refusal_;                  // asking thread only

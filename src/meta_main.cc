@@ -217,9 +217,10 @@ int main(int argc, char** argv) {
 
   // Every thread of this process real-time (SCHED_FIFO 1, best effort;
   // threads inherit it), not only the scan and the fabric's progress
-  // thread: heartbeats land through the provider's progress, which takes
-  // locks that accepting and closing a connection (an ftmemcached-ctl
-  // status, a data server joining) take too. A normal-priority thread
+  // thread: heartbeats land through the progress thread, which shares locks
+  // with accepting and closing a connection (an ftmemcached-ctl status, a
+  // data server joining): the domain's event-queue lock
+  // (rdma/domain_internal.h) and the provider's own. A normal-priority thread
   // preempted while holding one held the progress thread up for over
   // 100 ms on a loaded 2-core host, and servers were suspected
   // (t/test_detector.py, test_status_polling_under_load_causes_no_suspicion).
