@@ -64,41 +64,6 @@ VouchLedger::Clock::time_point VouchLedger::advance(const ClusterMap& map,
   return until;
 }
 
-// One asking round: the replies of every peer asked, counted down.
-struct PeerLease::Round {
-  std::mutex mu;
-  std::condition_variable cv;
-  int pending = 0;
-  int granted = 0;
-  std::string refusal;  // the first one
-  std::atomic<int> refs{1};
-
-  static void release(Round* r) {
-    if (r->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete r;
-  }
-  struct Call {
-    Round* round;
-    uint32_t node;
-  };
-  static void on_done(void* ctx, const rdma::Status& st, std::string_view reply) {
-    auto* c = static_cast<Call*>(ctx);
-    Round* r = c->round;
-    {
-      std::lock_guard g(r->mu);
-      if (st && reply.empty()) {
-        r->granted++;
-      } else if (r->refusal.empty()) {
-        r->refusal = "node " + std::to_string(c->node) + ": " +
-                     (st ? std::string(reply) : st.to_string());
-      }
-      r->pending--;
-    }
-    r->cv.notify_all();
-    delete c;
-    release(r);
-  }
-};
-
 PeerLease::PeerLease(Options options) : opts_(std::move(options)) {
   opts_.mesh->on(PeerRpc::kVouch,
                  [this](uint32_t from, std::string_view payload, PeerMesh::Responder respond) {
@@ -163,25 +128,33 @@ bool PeerLease::ask_all(const ClusterMap& map, uint32_t self) {
   }
   std::string payload;
   wire::put_le(payload, map.epoch(), 8);
-  auto* round = new Round;
-  round->pending = int(peers.size());
   const auto asked = Clock::now();
+  std::vector<SyncCall*> calls;
   for (uint32_t node : peers) {
-    round->refs.fetch_add(1, std::memory_order_relaxed);
-    opts_.mesh->call(node, PeerRpc::kVouch, payload, &Round::on_done,
-                     new Round::Call{round, node});
+    calls.push_back(new SyncCall);
+    opts_.mesh->call(node, PeerRpc::kVouch, payload, &SyncCall::on_done, calls.back());
   }
   // Half a length: an answer later than that would renew too little to
   // matter, and the next look asks again.
   const auto length = opts_.lease->length();
-  bool all = false;
-  {
-    std::unique_lock g(round->mu);
-    round->cv.wait_until(g, asked + length / 2, [&] { return round->pending == 0; });
-    all = round->granted == int(peers.size());
-    last_refusal_ = all ? "" : round->refusal.empty() ? "no answer in time" : round->refusal;
+  bool all = true;
+  last_refusal_.clear();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    SyncCall* c = calls[i];
+    {
+      std::unique_lock g(c->mu);
+      c->cv.wait_until(g, asked + length / 2, [c] { return c->done; });
+      if (!(c->done && c->status && c->reply.empty())) {
+        all = false;
+        if (last_refusal_.empty())
+          last_refusal_ = "node " + std::to_string(peers[i]) + ": " +
+                          (!c->done ? std::string("no answer in time")
+                           : c->status ? c->reply
+                                       : c->status.to_string());
+      }
+    }
+    SyncCall::release(c);
   }
-  Round::release(round);
   if (all) opts_.lease->renew(asked, length);
   return all;
 }

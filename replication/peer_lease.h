@@ -129,7 +129,6 @@ class PeerLease {
   Clock::time_point advance(const ClusterMap& map);
 
  private:
-  struct Round;
   void run();
   bool ask_all(const ClusterMap& map, uint32_t self);
   void answer(uint32_t from, std::string_view payload, std::function<void(std::string_view)> respond);

@@ -158,6 +158,9 @@ def test_cut_off_primary_is_replaced_and_serves_nothing_stale(cluster, loads,
     assert got["errors"] and all(
         e.startswith(b"SERVER_ERROR") and b"lease" in e
         for e in got["errors"]), got["errors"][:5]
+    if not peers_too:
+        # Its peers heard the meta server: they refused to vouch.
+        assert "hears the metadata server" in mine.stderr(), mine.stderr()[-3000:]
     with Client(mine.port, host=mine.host, timeout=10) as conn:
         r = conn.set(keys[0], b"via-cut-off")
     assert r.startswith(b"SERVER_ERROR"), \
