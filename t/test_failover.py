@@ -5,6 +5,9 @@ the client's record: no acknowledged write may be lost.
 
 - SIGKILL a primary: status shows it failed at a higher epoch, its keys are
   written again, nothing acknowledged is lost;
+- SIGKILL a server that holds secondaries only (joined after the
+  bootstrap): no primary moves, its copies are made again on the
+  survivors, nothing acknowledged is lost;
 - SIGKILL the meta server: requests keep succeeding, and after its restart
   (same --state-dir) the epoch is the same: no failover happened;
 - SIGKILL a server, wait until every partition has its copies again, SIGKILL
@@ -77,6 +80,47 @@ def test_sigkill_primary_under_load_loses_nothing(make_cluster, loads):
     print("first acknowledged write to a key of node %d: %.0f ms after "
           "SIGKILL; %d of %d of its keys written since" % (
               victim, (first - t_kill) * 1000, len(again), len(owned)))
+
+
+def test_sigkill_secondary_only_server_loses_nothing(make_cluster, loads):
+    """A server that joined after the bootstrap holds secondaries only.
+    SIGKILL it under load: no primary moves (the survivors keep exactly the
+    primaries they had), its copies are made again on the survivors, and
+    every acknowledged write is readable."""
+    c = make_cluster(n=3)
+    fourth = c.add_server(MEMORY)
+    st0 = c.wait_status(
+        lambda st: fourth.node_id in st["rows"] and
+        st["rows"][fourth.node_id]["secondaries"] > 0 and
+        len(up_nodes(st)) == 4 and fully_replicated(st), RECOVERY_TIMEOUT,
+        "node %d up with secondaries, every copy complete" % fourth.node_id)
+    assert st0["rows"][fourth.node_id]["primaries"] == 0, st0["out"]
+    survivors = [s for s in c.servers if s is not fourth]
+    lg = loads(LoadGen(c, keys=2000, threads=4, servers=survivors))
+    lost_copies = c.keys_of(lg.keys, fourth.node_id, role="secondary")
+    assert lost_copies, "node %d is secondary of none of %d keys" % (
+        fourth.node_id, len(lg.keys))
+    time.sleep(1.0)
+    t = c.kill_server(fourth.node_id)
+    lg.event("SIGKILL to node %d (secondaries only)" % fourth.node_id, t)
+    try:
+        st1 = c.wait_failed(fourth.node_id, st0["epoch"], FAILOVER_TIMEOUT)
+        st2 = c.wait_fully_replicated(RECOVERY_TIMEOUT, up=3)
+    except ClusterError as e:
+        raise AssertionError("%s\n%s" % (e, lg.report()))
+    print("node %d declared failed %.0f ms after SIGKILL (epoch %d -> %d); "
+          "copies complete again %.1f s after it" % (
+              fourth.node_id, (time.monotonic() - t) * 1000, st0["epoch"],
+              st1["epoch"], time.monotonic() - t))
+    time.sleep(0.5)
+    lg.stop()
+    print_stall(lg)
+    for s in survivors:
+        assert st2["rows"][s.node_id]["primaries"] == \
+            st0["rows"][s.node_id]["primaries"], \
+            "a primary moved though only a secondary died:\n%s\n%s" % (
+                st0["out"], st2["out"])
+    lg.verify(c).check()
 
 
 def test_sigkill_meta_server_data_keeps_flowing(make_cluster, loads):
